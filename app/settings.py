@@ -1,0 +1,110 @@
+"""Settings: one frozen object built from flags and an injectable environment.
+
+Flags win over environment variables, which win over defaults (SPEC §2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+DEFAULT_TOLERANCE_SECONDS = 300
+DEFAULT_MAX_BODY_BYTES = 262_144
+DEFAULT_DATA_DIR = "./data"
+
+
+class SettingsError(Exception):
+    """A setting is missing or unusable; the message says what to set."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the service needs to know, decided once at start-up."""
+
+    secrets: tuple[bytes, ...] = ()
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+    def __repr__(self) -> str:
+        # Secrets never reach a log line, even through a repr.
+        fields = ", ".join(
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+            if f.name != "secrets"
+        )
+        return f"Settings(secrets=<{len(self.secrets)} configured>, {fields})"
+
+    @property
+    def events_path(self) -> Path:
+        """The precious log."""
+        return self.data_dir / "events.db"
+
+    @property
+    def projections_path(self) -> Path:
+        """The disposable projection tables."""
+        return self.data_dir / "projections.db"
+
+    def require_secret(self) -> None:
+        """Refuse to run an endpoint that could not verify anything."""
+        if not self.secrets:
+            raise SettingsError(
+                "no webhook signing secret configured: set BITBYBIT_WEBHOOK_SECRET "
+                "(several separated by commas) or BITBYBIT_WEBHOOK_SECRET_FILE "
+                "to the secret shown in BitByBit under Settings > Developer"
+            )
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str],
+        *,
+        data_dir: str | None = None,
+        host: str | None = None,
+        port: int | None = None,
+    ) -> Settings:
+        """Build settings from an environment mapping, overridden by any flag given."""
+        return cls(
+            secrets=_read_secrets(environ),
+            data_dir=Path(data_dir or environ.get("BITBYBIT_DATA_DIR") or DEFAULT_DATA_DIR),
+            tolerance_seconds=_read_int(
+                environ, "BITBYBIT_TOLERANCE_SECONDS", DEFAULT_TOLERANCE_SECONDS
+            ),
+            max_body_bytes=_read_int(environ, "BITBYBIT_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+            host=host or "127.0.0.1",
+            port=8080 if port is None else port,
+        )
+
+
+def _read_secrets(environ: Mapping[str, str]) -> tuple[bytes, ...]:
+    raw = environ.get("BITBYBIT_WEBHOOK_SECRET", "")
+    secret_file = environ.get("BITBYBIT_WEBHOOK_SECRET_FILE", "")
+    if secret_file:
+        try:
+            raw = ",".join([raw, Path(secret_file).read_text(encoding="utf-8")])
+        except OSError as exc:
+            raise SettingsError(
+                f"BITBYBIT_WEBHOOK_SECRET_FILE names {secret_file!r}, "
+                f"which cannot be read: {exc.strerror}"
+            ) from exc
+    parts = (part.strip() for part in raw.replace("\n", ",").split(","))
+    return tuple(dict.fromkeys(part.encode() for part in parts if part))
+
+
+def _read_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive, not {value}")
+    return value

@@ -1,0 +1,284 @@
+"""The event log: an append-only SQLite table of every authentic delivery, kept forever.
+
+Knows nothing of HTTP or projections. One writer owns the transactions (see
+`app.writer`), so a batch either commits whole or not at all, and a duplicate in the
+middle of a batch can never roll back its neighbours.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import sqlite3
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from pathlib import Path
+
+DDL = """
+CREATE TABLE IF NOT EXISTS events (
+    position INTEGER PRIMARY KEY,
+    webhook_id TEXT NOT NULL UNIQUE,
+    event_type TEXT NOT NULL,
+    event_timestamp INTEGER,
+    signed_at INTEGER NOT NULL,
+    received_at TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    payload BLOB NOT NULL
+) STRICT;
+CREATE TRIGGER IF NOT EXISTS events_refuse_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'the event log is append-only: events cannot be updated'); END;
+CREATE TRIGGER IF NOT EXISTS events_refuse_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'the event log is append-only: events cannot be deleted'); END;
+
+-- Which event type each accepted signature digest arrived with: BitByBit does not sign
+-- the event header, so the same signature under another type is a replay.
+CREATE TABLE IF NOT EXISTS signature_digests (
+    digest TEXT PRIMARY KEY,
+    event_type TEXT NOT NULL,
+    position INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+-- Deliveries whose webhook id was already logged with a different body: never dropped
+-- silently, but never allowed to change the log either.
+CREATE TABLE IF NOT EXISTS conflicting_duplicates (
+    id INTEGER PRIMARY KEY,
+    webhook_id TEXT NOT NULL,
+    logged_position INTEGER NOT NULL,
+    event_type TEXT NOT NULL,
+    event_timestamp INTEGER,
+    signed_at INTEGER NOT NULL,
+    received_at TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    payload BLOB NOT NULL
+) STRICT;
+"""
+
+_COLUMNS = (
+    "webhook_id, event_type, event_timestamp, signed_at, received_at, signature, payload"
+)
+INSERT_EVENT = f"INSERT INTO events (position, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_DIGEST = (
+    "INSERT OR IGNORE INTO signature_digests (digest, event_type, position) VALUES (?, ?, ?)"
+)
+INSERT_CONFLICT = (
+    f"INSERT INTO conflicting_duplicates (logged_position, {_COLUMNS}) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+SELECT_HEAD = "SELECT COALESCE(MAX(position), 0) FROM events"
+SELECT_COUNT = "SELECT COUNT(*) FROM events"
+SELECT_AFTER = (
+    f"SELECT position, {_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
+)
+SELECT_RANGE = (
+    f"SELECT position, {_COLUMNS} FROM events WHERE position > ? AND position <= ? "
+    "ORDER BY position LIMIT ?"
+)
+
+# SQLite's default limit on host parameters is 32766; stay far below it.
+_LOOKUP_CHUNK = 500
+
+
+class StoreUnavailableError(Exception):
+    """The log could not be written (disk full, I/O error, locked): nothing was stored."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Delivery:
+    """One authentic delivery, as it will be kept."""
+
+    webhook_id: str
+    event_type: str
+    event_timestamp: int | None
+    signed_at: int
+    received_at: str
+    signature: str
+    payload: bytes
+    digests: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One row of the log."""
+
+    position: int
+    webhook_id: str
+    event_type: str
+    event_timestamp: int | None
+    signed_at: int
+    received_at: str
+    signature: str
+    payload: bytes
+
+
+class Outcome(enum.Enum):
+    """What appending one delivery did."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    CONFLICTING_DUPLICATE = "conflicting_duplicate"
+    SIGNATURE_REPLAYED = "signature_replayed"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AppendResult:
+    """The outcome of one delivery and the log position it is (or already was) at."""
+
+    outcome: Outcome
+    position: int | None
+
+
+def connect(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
+    """Open the log in WAL mode with explicit transactions, creating it if needed.
+
+    `synchronous=FULL` makes every commit reach the disk before it returns: the endpoint
+    answers 200 only after that.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.executescript(DDL)
+    return conn
+
+
+class EventStore:
+    """Appends deliveries in batches and reads them back in position order."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    @classmethod
+    def open(cls, path: Path, *, synchronous: str = "FULL") -> EventStore:
+        """Open (or create) the log file at `path`."""
+        return cls(connect(path, synchronous=synchronous))
+
+    def close(self) -> None:
+        """Close the connection; a WAL checkpoint happens on the last close."""
+        self._conn.close()
+
+    def append(self, batch: Sequence[Delivery]) -> list[AppendResult]:
+        """Append a batch in one transaction; one result per delivery, in order.
+
+        Duplicates and replays are decided in memory against one lookup per batch, so a
+        batch costs a handful of statements however many deliveries it holds.
+        """
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                results = self._append_in_transaction(batch)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(str(exc)) from exc
+        return results
+
+    def _append_in_transaction(self, batch: Sequence[Delivery]) -> list[AppendResult]:
+        conn = self._conn
+        logged = self._logged(list({d.webhook_id for d in batch}))
+        digest_types = self._digest_types(list({g for d in batch for g in d.digests}))
+        position = conn.execute(SELECT_HEAD).fetchone()[0]
+        events: list[tuple[object, ...]] = []
+        digests: list[tuple[str, str, int]] = []
+        conflicts: list[tuple[object, ...]] = []
+        results: list[AppendResult] = []
+        for d in batch:
+            if any(digest_types.get(g, d.event_type) != d.event_type for g in d.digests):
+                results.append(AppendResult(Outcome.SIGNATURE_REPLAYED, None))
+                continue
+            known = logged.get(d.webhook_id)
+            if known is not None:
+                known_position, known_payload = known
+                if known_payload == d.payload:
+                    results.append(AppendResult(Outcome.DUPLICATE, known_position))
+                else:
+                    conflicts.append((known_position, *_row(d)))
+                    results.append(AppendResult(Outcome.CONFLICTING_DUPLICATE, known_position))
+                continue
+            position += 1
+            events.append((position, *_row(d)))
+            logged[d.webhook_id] = (position, d.payload)
+            for digest in d.digests:
+                digest_types.setdefault(digest, d.event_type)
+                digests.append((digest, d.event_type, position))
+            results.append(AppendResult(Outcome.ACCEPTED, position))
+        if events:
+            conn.executemany(INSERT_EVENT, events)
+            conn.executemany(INSERT_DIGEST, digests)
+        if conflicts:
+            conn.executemany(INSERT_CONFLICT, conflicts)
+        return results
+
+    def _logged(self, webhook_ids: list[str]) -> dict[str, tuple[int, bytes]]:
+        found: dict[str, tuple[int, bytes]] = {}
+        for chunk in _chunks(webhook_ids):
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                f"SELECT webhook_id, position, payload FROM events WHERE webhook_id IN ({marks})",
+                chunk,
+            )
+            found.update((w, (p, b)) for w, p, b in rows)
+        return found
+
+    def _digest_types(self, digests: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for chunk in _chunks(digests):
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                f"SELECT digest, event_type FROM signature_digests WHERE digest IN ({marks})",
+                chunk,
+            )
+            found.update(rows)
+        return found
+
+    def head(self) -> int:
+        """The position of the newest event, 0 for an empty log."""
+        return int(self._conn.execute(SELECT_HEAD).fetchone()[0])
+
+    def count(self) -> int:
+        """How many events the log holds."""
+        return int(self._conn.execute(SELECT_COUNT).fetchone()[0])
+
+    def read(self, after: int, limit: int, *, until: int | None = None) -> list[StoredEvent]:
+        """Up to `limit` events after position `after` (and at most `until`), in order."""
+        if until is None:
+            rows = self._conn.execute(SELECT_AFTER, (after, limit))
+        else:
+            rows = self._conn.execute(SELECT_RANGE, (after, until, limit))
+        return [StoredEvent(*row) for row in rows]
+
+    def iter_all(self, batch_size: int = 5000) -> Iterator[StoredEvent]:
+        """Every event in position order, read in batches so memory stays flat."""
+        after = 0
+        while batch := self.read(after, batch_size):
+            yield from batch
+            after = batch[-1].position
+
+    def check_writable(self) -> None:
+        """Take and release the write lock, or raise `StoreUnavailableError`."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(str(exc)) from exc
+
+
+def _row(d: Delivery) -> tuple[object, ...]:
+    return (
+        d.webhook_id,
+        d.event_type,
+        d.event_timestamp,
+        d.signed_at,
+        d.received_at,
+        d.signature,
+        d.payload,
+    )
+
+
+def _chunks(items: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(items), _LOOKUP_CHUNK):
+        yield items[start : start + _LOOKUP_CHUNK]

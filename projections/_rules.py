@@ -1,0 +1,95 @@
+"""The ordering rules every projection shares, each in one place so a change to one
+applies everywhere (and to history, through `rebuild`).
+
+Versions are encoded as strings that sort like the tuples they stand for, so the fold
+compares them with one `>` and they can be kept as plain JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import TYPE_CHECKING
+
+import msgspec
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+# Offsets keep every encoded integer non-negative and of fixed width (20 digits).
+_INSTANT_OFFSET = 10**17  # microseconds: covers years 1 to 9999
+_INTEGER_OFFSET = 10**18  # the timestamp header is read as at most 18 digits
+_ABSENT = "0" + "0" * 20
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+STATUS_RANKS = {"pending": 1, "queued": 1, "sent": 2, "delivered": 3, "read": 4, "failed": 5}
+
+
+def parse_instant(text: object) -> int | None:
+    """Microseconds since the epoch for an ISO 8601 timestamp, None if it is not one.
+
+    A timestamp without an offset is read as UTC, the sender's own convention.
+    """
+    if not isinstance(text, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return (parsed - _EPOCH) // _MICROSECOND
+
+
+def _encode(value: int | None, offset: int) -> str:
+    return _ABSENT if value is None else f"1{value + offset:020d}"
+
+
+def event_version(updated_at: object, event_timestamp: int | None, webhook_id: str) -> str:
+    """How new an event's fields are: (`updatedAt`, timestamp header, webhook id).
+
+    Compared as an instant, then an integer, then a string; a missing or unparsable
+    part ranks below every present one. Webhook ids are unique in the log, so two
+    distinct events never tie and the fold does not depend on arrival order.
+    """
+    return (
+        _encode(parse_instant(updated_at), _INSTANT_OFFSET)
+        + _encode(event_timestamp, _INTEGER_OFFSET)
+        + webhook_id
+    )
+
+
+def status_rank(status: object) -> int:
+    """A message status only moves forward: pending/queued < sent < delivered < read,
+    and failed beats them all. An unknown status ranks lowest, so a status the sender
+    adds later can never hide a known one.
+    """
+    return STATUS_RANKS.get(status, 0) if isinstance(status, str) else 0
+
+
+def status_version(status: object, event_timestamp: int | None, webhook_id: str) -> str:
+    """Which status delivery wins: the higher rank, then (timestamp header, webhook id)."""
+    return f"{status_rank(status)}" + event_version(None, event_timestamp, webhook_id)
+
+
+def carries_list(event_type: str, value: Sequence[object]) -> bool:
+    """Whether a list in a payload says anything.
+
+    The sender's `*.updated` payloads show empty lists for the collections they leave
+    out, so an empty list there means "not carried", not "now empty". Everywhere else a
+    list, empty or not, replaces the previous one whole.
+    """
+    return bool(value) or not event_type.endswith(".updated")
+
+
+def iso_from_unix(seconds: float) -> str:
+    """Unix seconds as the ISO 8601 text the tables use: `2024-01-15T10:30:00.000Z`."""
+    whole = int(seconds // 1)
+    millis = int((seconds - whole) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
+
+
+def json_text(value: object) -> str:
+    """Lists and media are stored as compact JSON text."""
+    return msgspec.json.encode(value).decode()
