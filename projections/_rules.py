@@ -8,10 +8,22 @@ compares them with one `>` and they can be kept as plain JSON.
 from __future__ import annotations
 
 import datetime as dt
-import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
+
+from app.rules import iso_now
+
+__all__ = [
+    "carries_list",
+    "event_time",
+    "event_version",
+    "iso_now",
+    "json_text",
+    "parse_instant",
+    "status_rank",
+    "status_version",
+]
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -83,13 +95,20 @@ def carries_list(event_type: str, value: Sequence[object]) -> bool:
     return bool(value) or not event_type.endswith(".updated")
 
 
-def iso_from_unix(seconds: float) -> str:
-    """Unix seconds as the ISO 8601 text the tables use: `2024-01-15T10:30:00.000Z`."""
-    whole = int(seconds // 1)
-    millis = int((seconds - whole) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
-
-
 def json_text(value: object) -> str:
     """Lists and media are stored as compact JSON text."""
     return msgspec.json.encode(value).decode()
+
+
+class _Timestamped(Protocol):
+    @property
+    def event_timestamp(self) -> int | None: ...
+    @property
+    def signed_at(self) -> int: ...
+
+
+def event_time(event: _Timestamped) -> str:
+    """When an event happened: its timestamp header, or the signature's `t` without one."""
+    seconds = event.signed_at if event.event_timestamp is None else event.event_timestamp
+    return iso_now(seconds)
+

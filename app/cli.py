@@ -1,0 +1,106 @@
+"""`python -m app <command>`: parses arguments and calls importable functions."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from app.settings import DEFAULT_DATA_DIR, Settings, SettingsError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+ENVIRONMENT_HELP = """\
+environment:
+  BITBYBIT_WEBHOOK_SECRET       signing secret(s), comma-separated for rotation
+  BITBYBIT_WEBHOOK_SECRET_FILE  a file holding the same
+  BITBYBIT_DATA_DIR             data directory (default ./data); --data-dir wins
+  BITBYBIT_TOLERANCE_SECONDS    how far a signature's t may be from now (default 300)
+  BITBYBIT_MAX_BODY_BYTES       largest accepted body (default 262144)
+"""
+
+
+def _add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help=f"where events.db and projections.db live (env BITBYBIT_DATA_DIR, "
+        f"default {DEFAULT_DATA_DIR})",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line, with every option's default and environment variable."""
+    parser = argparse.ArgumentParser(
+        prog="python -m app",
+        description="Receive BitByBit webhooks into a durable event log and query them as SQL.",
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the webhook endpoint and keep the projections live",
+        description="Run POST /webhooks, /healthz, /readyz and /metrics, and keep the "
+        "projection tables up to date. Needs a signing secret.",
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    _add_data_dir(serve)
+
+    status = commands.add_parser(
+        "status",
+        help="show the log's size and each projection's position, lag and errors",
+        description="Show the log's event count and head, and per projection its version, "
+        "checkpoint, lag, error count and whether it is stale.",
+    )
+    status.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    _add_data_dir(status)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Run one command; return its exit code."""
+    args = build_parser().parse_args(argv)
+    environ = os.environ if environ is None else environ
+    handlers: dict[str, Callable[[argparse.Namespace, Mapping[str, str]], int]] = {
+        "serve": _serve,
+        "status": _status,
+    }
+    try:
+        return handlers[args.command](args, environ)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from aiohttp import web  # noqa: PLC0415 - only serve needs the web stack
+
+    from app.logs import configure_logging  # noqa: PLC0415
+    from app.main import create_app  # noqa: PLC0415
+
+    settings = Settings.from_env(environ, data_dir=args.data_dir, host=args.host, port=args.port)
+    settings.require_secret()
+    configure_logging()
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=30,
+    )
+    return 0
+
+
+def _status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from app.status import print_status  # noqa: PLC0415
+
+    settings = Settings.from_env(environ, data_dir=args.data_dir)
+    return print_status(settings, as_json=args.json)

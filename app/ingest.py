@@ -1,0 +1,91 @@
+"""Receiving one delivery: verify it, check its headers, append it to the log.
+
+Knows nothing of HTTP: the view hands it the headers and raw body and maps its errors
+(`RejectedError`, `StoreUnavailableError`) to answers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import TYPE_CHECKING
+
+from app.rules import iso_now
+from app.signature import SignatureError, Verifier
+from app.store import AppendResult, Delivery, Outcome
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from app.writer import GroupCommitWriter
+
+ID_HEADER = "X-BitByBit-Webhook-Id"
+EVENT_HEADER = "X-BitByBit-Webhook-Event"
+TIMESTAMP_HEADER = "X-BitByBit-Webhook-Timestamp"
+SIGNATURE_HEADER = "X-BitByBit-Webhook-Signature"
+MAX_HEADER_LENGTH = 255
+
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
+
+
+class RejectedError(Exception):
+    """A delivery refused before anything was stored; carries the SPEC's status and code."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ingest:
+    """The checks of SPEC §3 after the body is read, then the durable append."""
+
+    verifier: Verifier
+    writer: GroupCommitWriter
+
+    async def receive(self, headers: Mapping[str, str], body: bytes, now: float) -> AppendResult:
+        """Append an authentic delivery; raise `RejectedError` for anything else."""
+        signature = headers.get(SIGNATURE_HEADER)
+        try:
+            verified = self.verifier.verify(signature, body, now)
+        except SignatureError as exc:
+            raise RejectedError(401, exc.code, exc.detail) from None
+        delivery = Delivery(
+            webhook_id=required_header(headers, ID_HEADER),
+            event_type=required_header(headers, EVENT_HEADER),
+            event_timestamp=parse_event_timestamp(headers.get(TIMESTAMP_HEADER)),
+            signed_at=verified.signed_at,
+            received_at=iso_now(now),
+            signature=signature or "",
+            payload=body,
+            digests=verified.digests,
+        )
+        result = await self.writer.append(delivery)
+        if result.outcome is Outcome.SIGNATURE_REPLAYED:
+            raise RejectedError(
+                409,
+                "signature_replayed",
+                "this signature was already accepted with a different event type",
+            )
+        return result
+
+
+def required_header(headers: Mapping[str, str], name: str) -> str:
+    """A header that must be present, non-empty and at most 255 characters."""
+    value = headers.get(name)
+    if not value:
+        raise RejectedError(400, "missing_header", f"the {name} header is missing or empty")
+    if len(value) > MAX_HEADER_LENGTH:
+        raise RejectedError(
+            400, "malformed_header", f"the {name} header is longer than {MAX_HEADER_LENGTH}"
+        )
+    return value
+
+
+def parse_event_timestamp(value: str | None) -> int | None:
+    """The event's Unix seconds, or None when the header is absent or not an integer."""
+    if value is None or not _INTEGER.fullmatch(value.strip()):
+        return None
+    return int(value)

@@ -1,0 +1,253 @@
+"""Runs projections over the log: checkpoints, errors and staleness in `projections.db`.
+
+Used by `serve` (live, right after each commit) and by `rebuild` (into scratch tables).
+Every step is one transaction that reads each projection's checkpoint, applies the
+events after it and moves the checkpoint: a crash at any point resumes exactly where
+the last commit left off, and another process (a rebuild switching tables) is never
+interleaved with a half-applied batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from typing import TYPE_CHECKING
+
+import msgspec
+import structlog
+
+from projections._fold import write_changes
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    from app.store import EventStore, StoredEvent
+    from projections import Projection
+    from projections._fold import Change
+
+log = structlog.get_logger("app.projector")
+
+BOOKKEEPING_DDL = """
+CREATE TABLE IF NOT EXISTS _projections (
+    name TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    tables TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS _projection_errors (
+    projection TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    webhook_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    error TEXT NOT NULL,
+    PRIMARY KEY (projection, position)
+) STRICT;
+"""
+SELECT_CHECKPOINTS = "SELECT name, version, position FROM _projections"
+UPDATE_CHECKPOINT = "UPDATE _projections SET position = ? WHERE name = ?"
+INSERT_ERROR = "INSERT OR REPLACE INTO _projection_errors VALUES (?, ?, ?, ?, ?)"
+COUNT_ERRORS = "SELECT projection, COUNT(*) FROM _projection_errors GROUP BY projection"
+
+
+def connect(path: Path | str, *, synchronous: str = "NORMAL") -> sqlite3.Connection:
+    """Open a projections database in WAL mode with explicit transactions.
+
+    `synchronous=NORMAL` is enough: the file is disposable, and a checkpoint is always
+    committed with its tables, so a lost tail is simply re-applied from the log.
+    """
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.executescript(BOOKKEEPING_DDL)
+    return conn
+
+
+def install(conn: sqlite3.Connection, projection: Projection, *, position: int = 0) -> None:
+    """Create a projection's tables and checkpoint, unless it already has them."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        exists = conn.execute(
+            "SELECT 1 FROM _projections WHERE name = ?", (projection.NAME,)
+        ).fetchone()
+        if not exists:
+            create_tables(conn, projection)
+            conn.execute(
+                "INSERT INTO _projections VALUES (?, ?, ?, ?)",
+                (
+                    projection.NAME,
+                    projection.VERSION,
+                    position,
+                    msgspec.json.encode(projection.TABLE.table_names).decode(),
+                ),
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def create_tables(conn: sqlite3.Connection, projection: Projection) -> None:
+    """Run a projection's DDL (inside the caller's transaction)."""
+    for statement in projection.TABLE.ddl():
+        conn.execute(statement)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProjectionStatus:
+    """What `status`, `/readyz` and `/metrics` say about one projection."""
+
+    name: str
+    version: int
+    position: int
+    lag: int
+    errors: int
+    stale: bool
+
+
+class Projector:
+    """Applies the log to a set of projections in one database, batch by batch."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        store: EventStore,
+        projections: Sequence[Projection],
+    ) -> None:
+        self.conn = conn
+        self.store = store
+        self.projections = list(projections)
+
+    def install_all(self) -> None:
+        """Create what is missing; report (and leave alone) what is stale."""
+        for projection in self.projections:
+            install(self.conn, projection)
+
+    def step(self, batch_size: int, until: int | None = None) -> tuple[int, int]:
+        """Apply the next batch to every current projection in one transaction.
+
+        Returns (events read, rows written); (0, 0) means every projection is caught up.
+        """
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            checkpoints = self._current_checkpoints()
+            if not checkpoints:
+                conn.execute("ROLLBACK")
+                return 0, 0
+            start = min(checkpoints.values())
+            events = self.store.read(start, batch_size, until=until)
+            written = 0
+            for projection in self.projections:
+                position = checkpoints.get(projection.NAME)
+                if position is None:
+                    continue
+                mine = [
+                    e
+                    for e in events
+                    if e.position > position and e.event_type in projection.EVENT_TYPES
+                ]
+                if mine:
+                    written += apply_events(conn, projection, mine)
+                if events and events[-1].position > position:
+                    conn.execute(UPDATE_CHECKPOINT, (events[-1].position, projection.NAME))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return len(events), written
+
+    def catch_up(self, batch_size: int = 2000, until: int | None = None) -> int:
+        """Apply batches until every current projection has reached the head (or `until`)."""
+        total = 0
+        while True:
+            read, _ = self.step(batch_size, until)
+            if not read:
+                return total
+            total += read
+
+    def _current_checkpoints(self) -> dict[str, int]:
+        """Checkpoints of the projections whose tables match the code's version."""
+        rows = {name: (v, p) for name, v, p in self.conn.execute(SELECT_CHECKPOINTS)}
+        return {
+            p.NAME: rows[p.NAME][1]
+            for p in self.projections
+            if p.NAME in rows and rows[p.NAME][0] == p.VERSION
+        }
+
+    def statuses(self) -> list[ProjectionStatus]:
+        """Position, lag, errors and staleness of every projection."""
+        head = self.store.head()
+        rows = {name: (v, p) for name, v, p in self.conn.execute(SELECT_CHECKPOINTS)}
+        errors = dict(self.conn.execute(COUNT_ERRORS).fetchall())
+        result = []
+        for projection in self.projections:
+            built_version, position = rows.get(projection.NAME, (projection.VERSION, 0))
+            result.append(
+                ProjectionStatus(
+                    name=projection.NAME,
+                    version=projection.VERSION,
+                    position=position,
+                    lag=max(head - position, 0),
+                    errors=errors.get(projection.NAME, 0),
+                    stale=built_version != projection.VERSION,
+                )
+            )
+        return result
+
+
+def apply_events(
+    conn: sqlite3.Connection, projection: Projection, events: Sequence[StoredEvent]
+) -> int:
+    """Fold `events` into one projection's tables; record (and skip) any it cannot apply.
+
+    The batch is written under a savepoint; should writing it fail, it is applied again
+    one event at a time so that only the event at fault is recorded as an error.
+    """
+    changes: list[Change] = []
+    for event in events:
+        try:
+            changes.extend(projection.apply(event))
+        except Exception as exc:  # noqa: BLE001 - any failure of one event is recorded, not fatal
+            record_error(conn, projection, event, exc)
+    conn.execute("SAVEPOINT batch")
+    try:
+        written = write_changes(conn, projection.TABLE, changes)
+    except sqlite3.Error:
+        conn.execute("ROLLBACK TO batch")
+        conn.execute("RELEASE batch")
+        return _apply_one_by_one(conn, projection, events)
+    conn.execute("RELEASE batch")
+    return written
+
+
+def _apply_one_by_one(
+    conn: sqlite3.Connection, projection: Projection, events: Sequence[StoredEvent]
+) -> int:
+    written = 0
+    for event in events:
+        conn.execute("SAVEPOINT event")
+        try:
+            written += write_changes(conn, projection.TABLE, projection.apply(event))
+        except Exception as exc:  # noqa: BLE001 - recorded, the projection moves on
+            conn.execute("ROLLBACK TO event")
+            record_error(conn, projection, event, exc)
+        conn.execute("RELEASE event")
+    return written
+
+
+def record_error(
+    conn: sqlite3.Connection, projection: Projection, event: StoredEvent, exc: Exception
+) -> None:
+    """Keep what went wrong where `status`, `/metrics` and a person can find it."""
+    message = f"{type(exc).__name__}: {exc}"
+    conn.execute(
+        INSERT_ERROR, (projection.NAME, event.position, event.webhook_id, event.event_type, message)
+    )
+    log.warning(
+        "projection_error",
+        projection=projection.NAME,
+        position=event.position,
+        webhook_id=event.webhook_id,
+        error=message,
+    )

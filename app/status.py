@@ -1,0 +1,50 @@
+"""`status`: the log's size and head, and where each projection stands."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from app import projector
+from app.store import EventStore
+from projections import discover
+
+if TYPE_CHECKING:
+    from app.settings import Settings
+
+
+def collect(settings: Settings) -> dict[str, object]:
+    """The SPEC's status object: `{"log": {...}, "projections": [...]}`."""
+    store = EventStore.open(settings.events_path)
+    conn = projector.connect(settings.projections_path)
+    try:
+        runner = projector.Projector(conn, store, discover())
+        statuses = runner.statuses()
+        return {
+            "log": {"events": store.count(), "head": store.head()},
+            "projections": [dataclasses.asdict(s) for s in statuses],
+        }
+    finally:
+        conn.close()
+        store.close()
+
+
+def print_status(settings: Settings, *, as_json: bool) -> int:
+    """Print the status as JSON or as a small table."""
+    report = collect(settings)
+    if as_json:
+        print(msgspec.json.encode(report).decode())
+        return 0
+    log: dict[str, Any] = report["log"]  # type: ignore[assignment]
+    print(f"log: {log['events']} events, head at position {log['head']}")
+    print(f"{'projection':<12} {'version':>7} {'position':>9} {'lag':>7} {'errors':>6}  state")
+    projections: list[dict[str, Any]] = report["projections"]  # type: ignore[assignment]
+    for p in projections:
+        state = "STALE: run rebuild" if p["stale"] else "current"
+        print(
+            f"{p['name']:<12} {p['version']:>7} {p['position']:>9} {p['lag']:>7} "
+            f"{p['errors']:>6}  {state}"
+        )
+    return 0

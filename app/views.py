@@ -1,0 +1,122 @@
+"""HTTP views: thin translations between requests and the ingest and projection layers."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+import structlog
+from aiohttp import web
+
+from app.ingest import EVENT_HEADER, ID_HEADER, RejectedError
+from app.metrics import CONTENT_TYPE_LATEST
+from app.store import Outcome, StoreUnavailableError
+from app.typedefs import INGEST, METRICS, PROJECTOR, SETTINGS
+
+log = structlog.get_logger("app.webhook")
+
+_encode = msgspec.json.encode
+
+
+def _json(status: int, body: dict[str, object]) -> web.Response:
+    return web.Response(status=status, body=_encode(body), content_type="application/json")
+
+
+async def receive_webhook(request: web.Request) -> web.Response:
+    """`POST /webhooks`: store an authentic delivery, answering only after it is durable."""
+    started = time.perf_counter()
+    app = request.app
+    metrics = app[METRICS]
+    headers = request.headers
+    try:
+        body = await _read_body(request, app[SETTINGS].max_body_bytes)
+        result = await app[INGEST].receive(headers, body, time.time())
+    except RejectedError as exc:
+        metrics.rejections.labels(exc.code).inc()
+        _log_delivery(request, exc.code, started, log_level="warning")
+        return _json(exc.status, {"error": exc.code, "detail": exc.detail})
+    except StoreUnavailableError:
+        metrics.rejections.labels("store_unavailable").inc()
+        log.exception("store_unavailable", webhook_id=headers.get(ID_HEADER))
+        return _json(
+            503,
+            {"error": "store_unavailable", "detail": "the event log cannot be written; retry later"},
+        )
+    outcome = result.outcome
+    event_type = headers[EVENT_HEADER]
+    metrics.deliveries.labels(event_type, outcome.value).inc()
+    if outcome is Outcome.ACCEPTED:
+        _log_delivery(request, outcome.value, started)
+        return _json(200, {"status": "accepted", "position": result.position})
+    metrics.duplicates.inc()
+    if outcome is Outcome.CONFLICTING_DUPLICATE:
+        # The log keeps the first body; the differing one is kept aside for a person to see.
+        _log_delivery(request, outcome.value, started, log_level="warning")
+    else:
+        _log_delivery(request, outcome.value, started)
+    return _json(200, {"status": "duplicate", "position": result.position})
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """Refuse an oversized body by its Content-Length and again while reading it (a sender
+    can lie about the length or send it chunked); then insist on JSON."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise RejectedError(413, "payload_too_large", f"the body is larger than {limit} bytes")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise RejectedError(
+            413, "payload_too_large", f"the body is larger than {limit} bytes"
+        ) from None
+    if request.content_type != "application/json":
+        raise RejectedError(
+            415, "unsupported_media_type", "the Content-Type must be application/json"
+        )
+    return body
+
+
+def _log_delivery(
+    request: web.Request, outcome: str, started: float, log_level: str = "info"
+) -> None:
+    headers = request.headers
+    log.log(
+        30 if log_level == "warning" else 20,
+        "delivery",
+        webhook_id=(headers.get(ID_HEADER) or "")[:255],
+        event_type=(headers.get(EVENT_HEADER) or "")[:255],
+        outcome=outcome,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+    )
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    """`GET /healthz`: the process is alive and answering."""
+    return _json(200, {"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """`GET /readyz`: the log takes writes, and how far behind each projection is."""
+    app = request.app
+    projections = await app[PROJECTOR].report()
+    try:
+        await app[INGEST].writer.check_writable()
+    except StoreUnavailableError:
+        return _json(
+            503,
+            {
+                "error": "store_unavailable",
+                "detail": "the event log cannot be written",
+                "projections": projections,
+            },
+        )
+    return _json(200, {"status": "ready", "projections": projections})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """`GET /metrics`: Prometheus text format."""
+    app = request.app
+    await app[PROJECTOR].report()
+    return web.Response(
+        body=app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )

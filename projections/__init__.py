@@ -1,0 +1,40 @@
+"""Projections: one module each, discovered by name, so adding one is adding a file.
+
+A projection module holds `NAME`, `VERSION`, `EVENT_TYPES`, `TABLE` (its tables, from
+which the DDL is generated) and `apply(event) -> list[Change]`, a `match` on the event
+type that says what the event changes. Modules whose names start with `_` are shared
+machinery, not projections.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from types import ModuleType
+from typing import TYPE_CHECKING, Protocol, cast
+
+if TYPE_CHECKING:
+    from projections._fold import Change, EntityTable, Event
+
+
+class Projection(Protocol):
+    """The shape every projection module has."""
+
+    NAME: str
+    VERSION: int
+    EVENT_TYPES: frozenset[str]
+    TABLE: EntityTable
+
+    def apply(self, event: Event) -> list[Change]:
+        """What one event of `EVENT_TYPES` changes; raises if the event is unusable."""
+        ...
+
+
+def discover() -> list[Projection]:
+    """Every projection module in this package, in name order."""
+    modules: list[ModuleType] = [
+        importlib.import_module(f"{__name__}.{info.name}")
+        for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name)
+        if not info.name.startswith("_")
+    ]
+    return [cast("Projection", module) for module in modules]

@@ -1,0 +1,297 @@
+"""The fold shared by every entity projection: field registers, last writer wins.
+
+Each entity's state is a map of column -> [value, version], kept as JSON in a hidden
+`_state_<table>` table beside the user-facing one. Merging keeps, per column, the value
+with the larger version, which is commutative and idempotent: the tables depend on the
+set of events, not on their order, their duplication or the batch sizes they came in.
+A batch is folded in memory (one load and one write per entity, not per event), which
+is what makes a full rebuild fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import sqlite3
+from typing import TYPE_CHECKING, Any, Protocol
+
+import msgspec
+
+from projections._rules import carries_list, json_text
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+
+Registers = dict[str, tuple[object, str]]
+
+_state_decoder = msgspec.json.Decoder(dict[str, list[Any]])
+_state_encoder = msgspec.json.Encoder()
+_LOOKUP_CHUNK = 500
+
+
+class Event(Protocol):
+    """What a projection reads of one logged delivery."""
+
+    @property
+    def position(self) -> int: ...
+    @property
+    def webhook_id(self) -> str: ...
+    @property
+    def event_type(self) -> str: ...
+    @property
+    def event_timestamp(self) -> int | None: ...
+    @property
+    def signed_at(self) -> int: ...
+    @property
+    def payload(self) -> bytes: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChildTable:
+    """Rows derived from one list register, replaced whole when the list is."""
+
+    name: str
+    parent_column: str
+    register: str
+    columns: tuple[tuple[str, str], ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HistoryTable:
+    """Append-only rows, one per event, kept once per primary key."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    primary_key: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EntityTable:
+    """A user-facing table of entities, its children and its hidden register state."""
+
+    name: str
+    key: str
+    columns: tuple[tuple[str, str], ...]
+    children: tuple[ChildTable, ...] = ()
+    history: HistoryTable | None = None
+    indexes: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def state_table(self) -> str:
+        """Where the per-column versions live, out of the users' way."""
+        return f"_state_{self.name}"
+
+    @property
+    def table_names(self) -> tuple[str, ...]:
+        """Every table this projection owns."""
+        names = [self.name, *(c.name for c in self.children), self.state_table]
+        if self.history:
+            names.append(self.history.name)
+        return tuple(names)
+
+    def ddl(self) -> list[str]:
+        """CREATE statements for every table and index, generated from one description."""
+        columns = ", ".join(f"{name} {kind}" for name, kind in self.columns)
+        statements = [
+            f"CREATE TABLE {self.name} ({self.key} TEXT PRIMARY KEY, {columns})",
+            f"CREATE TABLE {self.state_table} (key TEXT PRIMARY KEY, registers TEXT NOT NULL)"
+            " STRICT, WITHOUT ROWID",
+        ]
+        for child in self.children:
+            child_columns = ", ".join(f"{name} {kind}" for name, kind in child.columns)
+            statements.append(
+                f"CREATE TABLE {child.name} ({child.parent_column} TEXT NOT NULL, "
+                f"position INTEGER NOT NULL, {child_columns}, "
+                f"PRIMARY KEY ({child.parent_column}, position)) WITHOUT ROWID"
+            )
+        if self.history:
+            history_columns = ", ".join(f"{n} {k}" for n, k in self.history.columns)
+            statements.append(
+                f"CREATE TABLE {self.history.name} ({history_columns}, "
+                f"PRIMARY KEY ({', '.join(self.history.primary_key)})) WITHOUT ROWID"
+            )
+        statements.extend(
+            f"CREATE INDEX {self.name}_by_{'_'.join(cols)} ON {self.name} ({', '.join(cols)})"
+            for cols in self.indexes
+        )
+        return statements
+
+
+@dataclasses.dataclass(slots=True)
+class Change:
+    """What one event says about one entity."""
+
+    key: str
+    registers: Registers = dataclasses.field(default_factory=dict)
+    deleted_at: str | None = None
+    history: tuple[object, ...] | None = None
+
+
+def carried(
+    payload: msgspec.Struct,
+    version: str,
+    event_type: str,
+    *,
+    skip: frozenset[str] = frozenset(),
+    nested: dict[str, str] | None = None,
+    children: Sequence[ChildTable] = (),
+) -> Registers:
+    """The registers an event writes: every field it carries, flattened to columns.
+
+    An absent field writes nothing; explicit null writes NULL; a nested object (named in
+    `nested` with its column prefix) writes each of its leaves, and null writes all of
+    them NULL; a list of objects becomes a child register; other lists become JSON text.
+    """
+    registers: Registers = {}
+    child_registers = {child.register: child for child in children}
+    nested = nested or {}
+    for field in payload.__struct_fields__:
+        if field in skip:
+            continue
+        value = getattr(payload, field)
+        if value is msgspec.UNSET:
+            continue
+        if field in nested:
+            prefix = nested[field]
+            leaves = _nested_fields(type(payload), field)
+            for leaf in leaves:
+                leaf_value = None if value is None else getattr(value, leaf)
+                if leaf_value is not msgspec.UNSET:
+                    registers[prefix + leaf] = (leaf_value, version)
+        elif isinstance(value, list):
+            if not carries_list(event_type, value):
+                continue
+            child = child_registers.get(field)
+            if child is None:
+                registers[field] = (json_text(value), version)
+            else:
+                registers[field] = (_child_rows(child, value), version)
+        else:
+            registers[field] = (value, version)
+    return registers
+
+
+@functools.cache
+def _nested_fields(payload_type: type[msgspec.Struct], field: str) -> tuple[str, ...]:
+    hint = msgspec.inspect.type_info(payload_type)
+    assert isinstance(hint, msgspec.inspect.StructType)  # noqa: S101 - payload is a Struct
+    for info in hint.fields:
+        if info.name == field:
+            for option in _options(info.type):
+                if isinstance(option, msgspec.inspect.StructType):
+                    return tuple(f.name for f in option.fields)
+    return ()
+
+
+def _options(info: msgspec.inspect.Type) -> Iterator[msgspec.inspect.Type]:
+    if isinstance(info, msgspec.inspect.UnionType):
+        yield from info.types
+    else:
+        yield info
+
+
+def _child_rows(child: ChildTable, items: list[Any]) -> list[list[object]]:
+    names = [name for name, _ in child.columns]
+    rows = []
+    for item in items:
+        row = [getattr(item, name, None) for name in names]
+        rows.append([None if v is msgspec.UNSET else v for v in row])
+    return rows
+
+
+def merge(state: dict[str, list[Any]], change: Change) -> set[str]:
+    """Fold one change into an entity's state; return the columns it overwrote."""
+    changed = set()
+    for column, (value, version) in change.registers.items():
+        current = state.get(column)
+        if current is None or version > current[1]:
+            changed.add(column)
+            state[column] = [value, version]
+    if change.deleted_at is not None:
+        # Deletion is final: the earliest delete wins and nothing ever clears it.
+        current = state.get("deleted_at")
+        if current is None or current[0] is None or change.deleted_at < current[0]:
+            state["deleted_at"] = [change.deleted_at, ""]
+            changed.add("deleted_at")
+    return changed
+
+
+def write_changes(
+    conn: sqlite3.Connection, table: EntityTable, changes: Iterable[Change]
+) -> int:
+    """Fold `changes` into the stored entities; return how many rows were written."""
+    by_key: dict[str, list[Change]] = {}
+    history_rows: list[tuple[object, ...]] = []
+    for change in changes:
+        by_key.setdefault(change.key, []).append(change)
+        if change.history is not None:
+            history_rows.append(change.history)
+    states = _load_states(conn, table, list(by_key))
+    dirty: dict[str, set[str]] = {}
+    for key, key_changes in by_key.items():
+        state = states.setdefault(key, {})
+        changed: set[str] = set()
+        for change in key_changes:
+            changed |= merge(state, change)
+        if changed:
+            dirty[key] = changed
+    written = _write_states(conn, table, states, dirty)
+    if history_rows and table.history:
+        marks = ", ".join("?" * len(table.history.columns))
+        conn.executemany(
+            f"INSERT OR IGNORE INTO {table.history.name} VALUES ({marks})", history_rows
+        )
+        written += len(history_rows)
+    return written
+
+
+def _load_states(
+    conn: sqlite3.Connection, table: EntityTable, keys: list[str]
+) -> dict[str, dict[str, list[Any]]]:
+    states: dict[str, dict[str, list[Any]]] = {}
+    for start in range(0, len(keys), _LOOKUP_CHUNK):
+        chunk = keys[start : start + _LOOKUP_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT key, registers FROM {table.state_table} WHERE key IN ({marks})", chunk
+        )
+        for key, registers in rows:
+            states[key] = _state_decoder.decode(registers)
+    return states
+
+
+def _write_states(
+    conn: sqlite3.Connection,
+    table: EntityTable,
+    states: dict[str, dict[str, list[Any]]],
+    dirty: dict[str, set[str]],
+) -> int:
+    if not dirty:
+        return 0
+    columns = [name for name, _ in table.columns]
+    rows = []
+    state_rows = []
+    for key in dirty:
+        state = states[key]
+        rows.append((key, *(state.get(c, (None,))[0] for c in columns)))
+        state_rows.append((key, _state_encoder.encode(state).decode()))
+    marks = ", ".join("?" * (len(columns) + 1))
+    conn.executemany(f"INSERT OR REPLACE INTO {table.name} VALUES ({marks})", rows)
+    conn.executemany(f"INSERT OR REPLACE INTO {table.state_table} VALUES (?, ?)", state_rows)
+    written = len(rows)
+    for child in table.children:
+        replaced = [key for key, cols in dirty.items() if child.register in cols]
+        if not replaced:
+            continue
+        conn.executemany(
+            f"DELETE FROM {child.name} WHERE {child.parent_column} = ?", [(k,) for k in replaced]
+        )
+        child_rows = [
+            (key, position, *row)
+            for key in replaced
+            for position, row in enumerate(states[key][child.register][0] or ())
+        ]
+        marks = ", ".join("?" * (len(child.columns) + 2))
+        conn.executemany(f"INSERT INTO {child.name} VALUES ({marks})", child_rows)
+        written += len(child_rows)
+    return written

@@ -1,0 +1,112 @@
+"""Customers and their addresses.
+
+Decisions where the SPEC is silent:
+- `addresses` is one register: the child rows are replaced whole when a newer event
+  carries a non-empty list (or a `customer.created` carries any list).
+- `addresses: null` clears the child rows, like any explicit null.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from msgspec import UNSET, Struct, UnsetType
+
+from projections._fold import Change, ChildTable, EntityTable, Event, carried
+from projections._rules import event_time, event_version
+
+NAME = "customers"
+VERSION = 1
+EVENT_TYPES = frozenset({"customer.created", "customer.updated", "customer.deleted"})
+
+ADDRESSES = ChildTable(
+    name="customer_addresses",
+    parent_column="customer_id",
+    register="addresses",
+    columns=(
+        ("id", "TEXT"),
+        ("first_name", "TEXT"),
+        ("last_name", "TEXT"),
+        ("phone", "TEXT"),
+        ("address1", "TEXT"),
+        ("address2", "TEXT"),
+        ("city", "TEXT"),
+        ("province", "TEXT"),
+        ("country", "TEXT"),
+        ("zip", "TEXT"),
+    ),
+)
+TABLE = EntityTable(
+    name="customers",
+    key="id",
+    columns=(
+        ("email", "TEXT"),
+        ("phone_number", "TEXT"),
+        ("first_name", "TEXT"),
+        ("last_name", "TEXT"),
+        ("image_url", "TEXT"),
+        ("tags", "TEXT"),
+        ("created_at", "TEXT"),
+        ("updated_at", "TEXT"),
+        ("deleted_at", "TEXT"),
+    ),
+    children=(ADDRESSES,),
+    indexes=(("email",), ("phone_number",), ("created_at",)),
+)
+
+Text = str | None | UnsetType
+
+
+class Address(Struct, rename="camel"):
+    """One entry of a customer's `addresses`."""
+
+    id: Text = UNSET
+    first_name: Text = UNSET
+    last_name: Text = UNSET
+    phone: Text = UNSET
+    address1: Text = UNSET
+    address2: Text = UNSET
+    city: Text = UNSET
+    province: Text = UNSET
+    country: Text = UNSET
+    zip: Text = UNSET
+
+
+class Customer(Struct, rename="camel"):
+    """The body of `customer.created` and `customer.updated`."""
+
+    id: str
+    email: Text = UNSET
+    phone_number: Text = UNSET
+    first_name: Text = UNSET
+    last_name: Text = UNSET
+    image_url: Text = UNSET
+    tags: list[str] | None | UnsetType = UNSET
+    addresses: list[Address] | None | UnsetType = UNSET
+    created_at: Text = UNSET
+    updated_at: Text = UNSET
+
+
+class Deleted(Struct):
+    """The body of `customer.deleted`."""
+
+    id: str
+
+
+_customer = msgspec.json.Decoder(Customer)
+_deleted = msgspec.json.Decoder(Deleted)
+
+
+def apply(event: Event) -> list[Change]:
+    """What one customer event says about its customer."""
+    match event.event_type:
+        case "customer.created" | "customer.updated":
+            customer = _customer.decode(event.payload)
+            version = event_version(customer.updated_at, event.event_timestamp, event.webhook_id)
+            registers = carried(
+                customer, version, event.event_type, skip=frozenset({"id"}), children=[ADDRESSES]
+            )
+            return [Change(customer.id, registers)]
+        case "customer.deleted":
+            return [Change(_deleted.decode(event.payload).id, deleted_at=event_time(event))]
+        case _:
+            return []

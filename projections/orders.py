@@ -1,0 +1,139 @@
+"""Orders and their line items.
+
+Decisions where the SPEC is silent:
+- `customer` and `shippingAddress` are flattened to `customer_*` and `shipping_*`
+  columns, each leaf its own register. `customer: null` (or `shippingAddress: null`) in
+  a newer event sets all of that object's columns to NULL: the sender says the order has
+  none. A leaf absent from the object leaves its column alone.
+- The SPEC lists no `deleted_at` for orders and the catalogue has no `order.deleted`,
+  so this projection reads only `order.created` and `order.updated`.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from msgspec import UNSET, Struct, UnsetType
+
+from projections._fold import Change, ChildTable, EntityTable, Event, carried
+from projections._rules import event_version
+
+NAME = "orders"
+VERSION = 1
+EVENT_TYPES = frozenset({"order.created", "order.updated"})
+
+LINE_ITEMS = ChildTable(
+    name="order_line_items",
+    parent_column="order_id",
+    register="line_items",
+    columns=(("id", "TEXT"), ("title", "TEXT"), ("quantity", "NUMERIC"), ("price", "NUMERIC")),
+)
+TABLE = EntityTable(
+    name="orders",
+    key="id",
+    columns=(
+        ("order_id", "TEXT"),
+        ("order_number", "TEXT"),
+        ("status", "TEXT"),
+        ("fulfillment_status", "TEXT"),
+        ("financial_status", "TEXT"),
+        ("total", "NUMERIC"),
+        ("currency", "TEXT"),
+        ("customer_id", "TEXT"),
+        ("customer_first_name", "TEXT"),
+        ("customer_last_name", "TEXT"),
+        ("customer_email", "TEXT"),
+        ("customer_phone_number", "TEXT"),
+        ("shipping_first_name", "TEXT"),
+        ("shipping_last_name", "TEXT"),
+        ("shipping_phone", "TEXT"),
+        ("shipping_address1", "TEXT"),
+        ("shipping_address2", "TEXT"),
+        ("shipping_city", "TEXT"),
+        ("shipping_province", "TEXT"),
+        ("shipping_country", "TEXT"),
+        ("shipping_zip", "TEXT"),
+        ("tags", "TEXT"),
+        ("created_at", "TEXT"),
+        ("updated_at", "TEXT"),
+    ),
+    children=(LINE_ITEMS,),
+    indexes=(("customer_id",), ("status",), ("created_at",), ("order_id",)),
+)
+
+Text = str | None | UnsetType
+Amount = int | float | None | UnsetType
+
+
+class LineItem(Struct, rename="camel"):
+    """One entry of an order's `lineItems`."""
+
+    id: Text = UNSET
+    title: Text = UNSET
+    quantity: Amount = UNSET
+    price: Amount = UNSET
+
+
+class OrderCustomer(Struct, rename="camel"):
+    """The customer as embedded in an order."""
+
+    id: Text = UNSET
+    first_name: Text = UNSET
+    last_name: Text = UNSET
+    email: Text = UNSET
+    phone_number: Text = UNSET
+
+
+class ShippingAddress(Struct, rename="camel"):
+    """An order's `shippingAddress`."""
+
+    first_name: Text = UNSET
+    last_name: Text = UNSET
+    phone: Text = UNSET
+    address1: Text = UNSET
+    address2: Text = UNSET
+    city: Text = UNSET
+    province: Text = UNSET
+    country: Text = UNSET
+    zip: Text = UNSET
+
+
+class Order(Struct, rename="camel"):
+    """The body of `order.created` and `order.updated`."""
+
+    id: str
+    order_id: Text = UNSET
+    order_number: Text = UNSET
+    status: Text = UNSET
+    fulfillment_status: Text = UNSET
+    financial_status: Text = UNSET
+    total: Amount = UNSET
+    currency: Text = UNSET
+    customer: OrderCustomer | None | UnsetType = UNSET
+    line_items: list[LineItem] | None | UnsetType = UNSET
+    shipping_address: ShippingAddress | None | UnsetType = UNSET
+    tags: list[str] | None | UnsetType = UNSET
+    created_at: Text = UNSET
+    updated_at: Text = UNSET
+
+
+_order = msgspec.json.Decoder(Order)
+_NESTED = {"customer": "customer_", "shipping_address": "shipping_"}
+
+
+def apply(event: Event) -> list[Change]:
+    """What one order event says about its order."""
+    match event.event_type:
+        case "order.created" | "order.updated":
+            order = _order.decode(event.payload)
+            version = event_version(order.updated_at, event.event_timestamp, event.webhook_id)
+            registers = carried(
+                order,
+                version,
+                event.event_type,
+                skip=frozenset({"id"}),
+                nested=_NESTED,
+                children=[LINE_ITEMS],
+            )
+            return [Change(order.id, registers)]
+        case _:
+            return []

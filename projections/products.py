@@ -1,0 +1,102 @@
+"""Products and their variants.
+
+Decisions where the SPEC is silent:
+- `media`, `options`, `tags` and `types` are stored as JSON text whatever their items
+  are; `media: null` stores NULL.
+- `variants` is one register, replaced whole like every list.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from msgspec import UNSET, Struct, UnsetType
+
+from projections._fold import Change, ChildTable, EntityTable, Event, carried
+from projections._rules import event_time, event_version
+
+NAME = "products"
+VERSION = 1
+EVENT_TYPES = frozenset({"product.created", "product.updated", "product.deleted"})
+
+VARIANTS = ChildTable(
+    name="product_variants",
+    parent_column="product_id",
+    register="variants",
+    columns=(("id", "TEXT"), ("key", "TEXT"), ("price", "NUMERIC"), ("inventory_sku", "TEXT")),
+)
+TABLE = EntityTable(
+    name="products",
+    key="id",
+    columns=(
+        ("product_id", "TEXT"),
+        ("name", "TEXT"),
+        ("description", "TEXT"),
+        ("media", "TEXT"),
+        ("status", "TEXT"),
+        ("options", "TEXT"),
+        ("tags", "TEXT"),
+        ("types", "TEXT"),
+        ("created_at", "TEXT"),
+        ("updated_at", "TEXT"),
+        ("deleted_at", "TEXT"),
+    ),
+    children=(VARIANTS,),
+    indexes=(("product_id",), ("status",)),
+)
+
+Text = str | None | UnsetType
+AnyList = list[Any] | None | UnsetType
+
+
+class Variant(Struct, rename="camel"):
+    """One entry of a product's `variants`."""
+
+    id: Text = UNSET
+    key: Text = UNSET
+    price: int | float | None | UnsetType = UNSET
+    inventory_sku: Text = UNSET
+
+
+class Product(Struct, rename="camel"):
+    """The body of `product.created` and `product.updated`."""
+
+    id: str
+    product_id: Text = UNSET
+    name: Text = UNSET
+    description: Text = UNSET
+    media: AnyList = UNSET
+    status: Text = UNSET
+    variants: list[Variant] | None | UnsetType = UNSET
+    options: AnyList = UNSET
+    tags: AnyList = UNSET
+    types: AnyList = UNSET
+    created_at: Text = UNSET
+    updated_at: Text = UNSET
+
+
+class Deleted(Struct):
+    """The body of `product.deleted`."""
+
+    id: str
+
+
+_product = msgspec.json.Decoder(Product)
+_deleted = msgspec.json.Decoder(Deleted)
+
+
+def apply(event: Event) -> list[Change]:
+    """What one product event says about its product."""
+    match event.event_type:
+        case "product.created" | "product.updated":
+            product = _product.decode(event.payload)
+            version = event_version(product.updated_at, event.event_timestamp, event.webhook_id)
+            registers = carried(
+                product, version, event.event_type, skip=frozenset({"id"}), children=[VARIANTS]
+            )
+            return [Change(product.id, registers)]
+        case "product.deleted":
+            return [Change(_deleted.decode(event.payload).id, deleted_at=event_time(event))]
+        case _:
+            return []
