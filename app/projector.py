@@ -105,6 +105,14 @@ class ProjectionStatus:
     stale: bool
 
 
+@dataclasses.dataclass(slots=True)
+class Applied:
+    """What a projector has applied to one projection since it was made."""
+
+    events: int = 0
+    rows: int = 0
+
+
 class Projector:
     """Applies the log to a set of projections in one database, batch by batch."""
 
@@ -117,6 +125,7 @@ class Projector:
         self.conn = conn
         self.store = store
         self.projections = list(projections)
+        self.stats = {p.NAME: Applied() for p in self.projections}
 
     def install_all(self) -> None:
         """Create what is missing; report (and leave alone) what is stale."""
@@ -148,7 +157,10 @@ class Projector:
                     if e.position > position and e.event_type in projection.EVENT_TYPES
                 ]
                 if mine:
-                    written += apply_events(conn, projection, mine)
+                    rows = apply_events(conn, projection, mine)
+                    written += rows
+                    self.stats[projection.NAME].events += len(mine)
+                    self.stats[projection.NAME].rows += rows
                 if events and events[-1].position > position:
                     conn.execute(UPDATE_CHECKPOINT, (events[-1].position, projection.NAME))
             conn.execute("COMMIT")

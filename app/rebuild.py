@@ -1,0 +1,291 @@
+"""`rebuild`: recompute projections from the whole log, online, then switch in one step.
+
+The new tables are built in a scratch database beside `projections.db`, so the live
+projector of a running `serve` keeps writing the old tables meanwhile and the two never
+write the same tables. The switch takes `projections.db`'s write lock, applies the last
+events that arrived during the build, and replaces the old tables and checkpoint with the
+new ones in one transaction: readers see the old complete tables until the new complete
+ones, and the live projector carries on from the new checkpoint.
+
+Memory is bounded by one batch: `BATCH` events and the state of the entities they touch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import sqlite3
+import sys
+import time
+from typing import IO, TYPE_CHECKING
+
+import msgspec
+import structlog
+
+from app import projector as projector_module
+from app.store import EventStore
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from pathlib import Path
+
+    from app.settings import Settings
+    from projections import Projection
+
+log = structlog.get_logger("app.rebuild")
+
+BATCH = 20_000
+LOG_EVERY_SECONDS = 5.0
+MAX_SHOWN_DIFFERENCES = 20
+
+
+class RebuildError(Exception):
+    """A rebuild cannot start: unknown projection names, or another rebuild running."""
+
+
+@dataclasses.dataclass(slots=True)
+class Summary:
+    """What a rebuild did for one projection."""
+
+    name: str
+    events: int = 0
+    rows: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+
+
+def select(projections: Sequence[Projection], names: Sequence[str]) -> list[Projection]:
+    """The named projections (all when none are named); unknown names are an error."""
+    known = {p.NAME: p for p in projections}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise RebuildError(
+            f"unknown projection {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    return [known[name] for name in dict.fromkeys(names)] if names else list(projections)
+
+
+@contextlib.contextmanager
+def exclusive(data_dir: Path) -> Iterator[None]:
+    """Hold the data directory's rebuild lock; a second rebuild refuses at once."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (data_dir / "rebuild.lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RebuildError(
+                f"another rebuild is running on {data_dir}; wait for it to finish"
+            ) from None
+        yield
+
+
+def _scratch(settings: Settings) -> Path:
+    path = settings.data_dir / "rebuild-scratch.db"
+    # A killed rebuild leaves its scratch behind; it is never trusted, only replaced.
+    for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        leftover.unlink(missing_ok=True)
+    return path
+
+
+def _open_scratch(path: Path) -> sqlite3.Connection:
+    # The scratch is rebuilt from nothing after any crash, so it needs no durability.
+    # It stays in WAL mode so that `check` can hold a read snapshot across it.
+    conn = projector_module.connect(path, synchronous="OFF")
+    conn.execute("PRAGMA cache_size=-262144")
+    conn.execute("PRAGMA temp_store=MEMORY")
+    return conn
+
+
+class Progress:
+    """Events done, rate and time left: a live line on a terminal, a log line otherwise."""
+
+    def __init__(self, total: int, stream: IO[str]) -> None:
+        self._total = total
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._started = time.monotonic()
+        self._last_log = self._started
+        self.done = 0
+
+    def advance(self, events: int) -> None:
+        """Count `events` more and show where the rebuild stands."""
+        self.done += events
+        now = time.monotonic()
+        elapsed = max(now - self._started, 1e-9)
+        rate = self.done / elapsed
+        left = max(self._total - self.done, 0) / rate if rate else 0.0
+        if self._tty:
+            self._stream.write(
+                f"\r{self.done:,}/{self._total:,} events  {rate:,.0f}/s  {left:,.0f} s left "
+            )
+            self._stream.flush()
+        elif now - self._last_log >= LOG_EVERY_SECONDS:
+            self._last_log = now
+            log.info(
+                "rebuild_progress",
+                done=self.done,
+                total=self._total,
+                rate=round(rate),
+                seconds_left=round(left),
+            )
+
+    def finish(self) -> None:
+        """End the live line."""
+        if self._tty:
+            self._stream.write("\n")
+
+
+def rebuild(
+    settings: Settings,
+    projections: Sequence[Projection],
+    stream: IO[str] = sys.stderr,
+) -> list[Summary]:
+    """Rebuild `projections` from the whole log and switch them in atomically."""
+    started = time.monotonic()
+    with exclusive(settings.data_dir):
+        store = EventStore.open(settings.events_path)
+        scratch_path = _scratch(settings)
+        scratch = _open_scratch(scratch_path)
+        main = projector_module.connect(settings.projections_path)
+        try:
+            builder = projector_module.Projector(scratch, store, projections)
+            builder.install_all()
+            progress = Progress(store.head(), stream)
+            _build(builder, progress)
+            progress.finish()
+            _switch(main, builder, scratch_path)
+            summaries = _summaries(builder, main, time.monotonic() - started)
+        finally:
+            main.close()
+            scratch.close()
+            store.close()
+            _scratch(settings)
+    return summaries
+
+
+def _build(builder: projector_module.Projector, progress: Progress, until: int | None = None) -> None:
+    while True:
+        read, _ = builder.step(BATCH, until)
+        if not read:
+            return
+        progress.advance(read)
+
+
+def _switch(
+    main: sqlite3.Connection, builder: projector_module.Projector, scratch_path: Path
+) -> None:
+    """Replace the live tables with the scratch ones in one transaction."""
+    main.execute("ATTACH DATABASE ? AS scratch", (str(scratch_path),))
+    try:
+        # Take the write lock of projections.db alone (BEGIN IMMEDIATE would lock the
+        # attached scratch too, which the builder still has to write).
+        main.execute("BEGIN")
+        try:
+            main.execute("UPDATE main._projections SET position = position")
+            # The live projector is held off by the write lock now: whatever arrived in
+            # the log during the build goes into the scratch before it is copied.
+            builder.catch_up(BATCH)
+            for projection in builder.projections:
+                _replace(main, projection)
+            main.execute("COMMIT")
+        except BaseException:
+            main.execute("ROLLBACK")
+            raise
+    finally:
+        main.execute("DETACH DATABASE scratch")
+
+
+def _replace(main: sqlite3.Connection, projection: Projection) -> None:
+    row = main.execute(
+        "SELECT tables FROM main._projections WHERE name = ?", (projection.NAME,)
+    ).fetchone()
+    old_tables = msgspec.json.decode(row[0], type=list[str]) if row else []
+    for table in dict.fromkeys([*old_tables, *projection.TABLE.table_names]):
+        main.execute(f"DROP TABLE IF EXISTS main.{table}")
+    projector_module.create_tables(main, projection)
+    for table in projection.TABLE.table_names:
+        main.execute(f"INSERT INTO main.{table} SELECT * FROM scratch.{table}")
+    main.execute(
+        "INSERT OR REPLACE INTO main._projections SELECT * FROM scratch._projections "
+        "WHERE name = ?",
+        (projection.NAME,),
+    )
+    main.execute("DELETE FROM main._projection_errors WHERE projection = ?", (projection.NAME,))
+    main.execute(
+        "INSERT INTO main._projection_errors SELECT * FROM scratch._projection_errors "
+        "WHERE projection = ?",
+        (projection.NAME,),
+    )
+
+
+def _summaries(
+    builder: projector_module.Projector, main: sqlite3.Connection, seconds: float
+) -> list[Summary]:
+    errors = dict(main.execute(projector_module.COUNT_ERRORS).fetchall())
+    summaries = []
+    for projection in builder.projections:
+        stats = builder.stats[projection.NAME]
+        summaries.append(
+            Summary(
+                name=projection.NAME,
+                events=stats.events,
+                rows=stats.rows,
+                errors=errors.get(projection.NAME, 0),
+                seconds=round(seconds, 3),
+            )
+        )
+    return summaries
+
+
+def check(
+    settings: Settings,
+    projections: Sequence[Projection],
+    stream: IO[str] = sys.stdout,
+) -> int:
+    """Rebuild into scratch tables and compare them with the live ones; change nothing.
+
+    Each projection is rebuilt up to the live checkpoint it is compared with, read in the
+    same snapshot, so a running `serve` does not make the comparison drift. Returns the
+    number of differing rows.
+    """
+    with exclusive(settings.data_dir):
+        store = EventStore.open(settings.events_path)
+        scratch_path = _scratch(settings)
+        scratch = _open_scratch(scratch_path)
+        main = projector_module.connect(settings.projections_path)
+        try:
+            main.execute("ATTACH DATABASE ? AS scratch", (str(scratch_path),))
+            main.execute("BEGIN")
+            checkpoints = {
+                name: position
+                for name, _, position in main.execute(projector_module.SELECT_CHECKPOINTS)
+            }
+            for projection in projections:
+                builder = projector_module.Projector(scratch, store, [projection])
+                builder.install_all()
+                builder.catch_up(BATCH, until=checkpoints.get(projection.NAME, 0))
+            # Compare only once every scratch table exists: the snapshot this connection
+            # takes of the scratch at its first read fixes the schema it can see.
+            differences = sum(_compare(main, projection, stream) for projection in projections)
+            main.execute("ROLLBACK")
+            main.execute("DETACH DATABASE scratch")
+        finally:
+            main.close()
+            scratch.close()
+            store.close()
+            _scratch(settings)
+    return differences
+
+
+def _compare(main: sqlite3.Connection, projection: Projection, stream: IO[str]) -> int:
+    differences = 0
+    for table in projection.TABLE.table_names:
+        for label, first, second in (("only live", "main", "scratch"), ("only rebuilt", "scratch", "main")):
+            rows = main.execute(
+                f"SELECT * FROM {first}.{table} EXCEPT SELECT * FROM {second}.{table}"
+            ).fetchall()
+            differences += len(rows)
+            for row in rows[:MAX_SHOWN_DIFFERENCES]:
+                stream.write(f"{table}: {label}: {row!r}\n")
+    return differences
