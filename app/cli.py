@@ -50,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=ENVIRONMENT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
     _add_data_dir(serve)
 
@@ -60,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Show the log's event count and head, and per projection its version, "
         "checkpoint, lag, error count and whether it is stale.",
     )
-    status.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    status.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of a table"
+    )
     _add_data_dir(status)
 
     rebuild = commands.add_parser(

@@ -225,7 +225,7 @@ def apply_events(
     conn.execute("SAVEPOINT batch")
     try:
         written = write_changes(conn, projection.TABLE, changes)
-    except sqlite3.Error:
+    except Exception:  # noqa: BLE001 - e.g. an integer SQLite cannot bind; found one by one
         conn.execute("ROLLBACK TO batch")
         conn.execute("RELEASE batch")
         return _apply_one_by_one(conn, projection, events)

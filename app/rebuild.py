@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import sqlite3
 import sys
 import time
 from typing import IO, TYPE_CHECKING
@@ -27,6 +26,7 @@ from app import projector as projector_module
 from app.store import EventStore
 
 if TYPE_CHECKING:
+    import sqlite3
     from collections.abc import Iterator, Sequence
     from pathlib import Path
 
@@ -164,7 +164,9 @@ def rebuild(
     return summaries
 
 
-def _build(builder: projector_module.Projector, progress: Progress, until: int | None = None) -> None:
+def _build(
+    builder: projector_module.Projector, progress: Progress, until: int | None = None
+) -> None:
     while True:
         read, _ = builder.step(BATCH, until)
         if not read:
@@ -281,7 +283,10 @@ def check(
 def _compare(main: sqlite3.Connection, projection: Projection, stream: IO[str]) -> int:
     differences = 0
     for table in projection.TABLE.table_names:
-        for label, first, second in (("only live", "main", "scratch"), ("only rebuilt", "scratch", "main")):
+        for label, first, second in (
+            ("only live", "main", "scratch"),
+            ("only rebuilt", "scratch", "main"),
+        ):
             rows = main.execute(
                 f"SELECT * FROM {first}.{table} EXCEPT SELECT * FROM {second}.{table}"
             ).fetchall()

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from app.ingest import Ingest
-    from app.live import LiveProjector
-    from app.metrics import Metrics
-    from app.settings import Settings
+from app.ingest import Ingest
+from app.live import LiveProjector
+from app.metrics import Metrics
+from app.settings import Settings
 
-SETTINGS = web.AppKey("settings", "Settings")
-METRICS = web.AppKey("metrics", "Metrics")
-INGEST = web.AppKey("ingest", "Ingest")
-PROJECTOR = web.AppKey("projector", "LiveProjector")
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", Metrics)
+INGEST = web.AppKey("ingest", Ingest)
+PROJECTOR = web.AppKey("projector", LiveProjector)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from types import ModuleType
 from typing import TYPE_CHECKING, Protocol, cast
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     from projections._fold import Change, EntityTable, Event
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import sqlite3
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
@@ -20,6 +19,7 @@ import msgspec
 from projections._rules import carries_list, json_text
 
 if TYPE_CHECKING:
+    import sqlite3
     from collections.abc import Iterable, Iterator, Sequence
 
 Registers = dict[str, tuple[object, str]]
@@ -94,8 +94,10 @@ class EntityTable:
         columns = ", ".join(f"{name} {kind}" for name, kind in self.columns)
         statements = [
             f"CREATE TABLE {self.name} ({self.key} TEXT PRIMARY KEY, {columns})",
-            f"CREATE TABLE {self.state_table} (key TEXT PRIMARY KEY, registers TEXT NOT NULL)"
-            " STRICT, WITHOUT ROWID",
+            (
+                f"CREATE TABLE {self.state_table} (key TEXT PRIMARY KEY, registers TEXT NOT NULL)"
+                " STRICT, WITHOUT ROWID"
+            ),
         ]
         for child in self.children:
             child_columns = ", ".join(f"{name} {kind}" for name, kind in child.columns)
@@ -127,7 +129,7 @@ class Change:
     history: tuple[object, ...] | None = None
 
 
-def carried(
+def carried(  # noqa: PLR0913 - keyword-only options of one flattening rule
     payload: msgspec.Struct,
     version: str,
     event_type: str,

@@ -1,5 +1,6 @@
-"""The ordering rules every projection shares, each in one place so a change to one
-applies everywhere (and to history, through `rebuild`).
+"""The ordering rules every projection shares, each in one place.
+
+A change to one applies everywhere, and to history through `rebuild`.
 
 Versions are encoded as strings that sort like the tuples they stand for, so the fold
 compares them with one `>` and they can be kept as plain JSON.
@@ -73,9 +74,10 @@ def event_version(updated_at: object, event_timestamp: int | None, webhook_id: s
 
 
 def status_rank(status: object) -> int:
-    """A message status only moves forward: pending/queued < sent < delivered < read,
-    and failed beats them all. An unknown status ranks lowest, so a status the sender
-    adds later can never hide a known one.
+    """How far a message status has got; a status only moves forward.
+
+    pending/queued < sent < delivered < read, and failed beats them all. An unknown
+    status ranks lowest, so a status the sender adds later can never hide a known one.
     """
     return STATUS_RANKS.get(status, 0) if isinstance(status, str) else 0
 

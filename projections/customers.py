@@ -80,8 +80,8 @@ class Customer(Struct, rename="camel"):
     first_name: Text = UNSET
     last_name: Text = UNSET
     image_url: Text = UNSET
-    tags: list[str] | None | UnsetType = UNSET
-    addresses: list[Address] | None | UnsetType = UNSET
+    tags: list[str] | UnsetType | None = UNSET
+    addresses: list[Address] | UnsetType | None = UNSET
     created_at: Text = UNSET
     updated_at: Text = UNSET
 

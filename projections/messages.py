@@ -15,7 +15,7 @@ from __future__ import annotations
 import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
-from projections._fold import Change, EntityTable, Event, HistoryTable
+from projections._fold import Change, EntityTable, Event, HistoryTable, Registers
 from projections._rules import event_time, event_version, status_version
 
 NAME = "messages"
@@ -82,6 +82,7 @@ _OUTBOUND_GUESS = "0"
 def apply(event: Event) -> list[Change]:
     """What one message event says about its message."""
     version = event_version(None, event.event_timestamp, event.webhook_id)
+    registers: Registers
     match event.event_type:
         case "message.received":
             message = _received.decode(event.payload)
@@ -99,7 +100,10 @@ def apply(event: Event) -> list[Change]:
             update = _status_updated.decode(event.payload)
             occurred_at = event_time(event)
             registers = {"direction": ("outbound", _OUTBOUND_GUESS + version)}
-            for column, value in (("recipient", update.to), ("template_name", update.template_name)):
+            for column, value in (
+                ("recipient", update.to),
+                ("template_name", update.template_name),
+            ):
                 if value is not UNSET:
                     registers[column] = (value, version)
             if update.status is not UNSET:

@@ -108,10 +108,10 @@ class Order(Struct, rename="camel"):
     financial_status: Text = UNSET
     total: Amount = UNSET
     currency: Text = UNSET
-    customer: OrderCustomer | None | UnsetType = UNSET
-    line_items: list[LineItem] | None | UnsetType = UNSET
-    shipping_address: ShippingAddress | None | UnsetType = UNSET
-    tags: list[str] | None | UnsetType = UNSET
+    customer: OrderCustomer | UnsetType | None = UNSET
+    line_items: list[LineItem] | UnsetType | None = UNSET
+    shipping_address: ShippingAddress | UnsetType | None = UNSET
+    tags: list[str] | UnsetType | None = UNSET
     created_at: Text = UNSET
     updated_at: Text = UNSET
 

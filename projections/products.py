@@ -55,7 +55,7 @@ class Variant(Struct, rename="camel"):
 
     id: Text = UNSET
     key: Text = UNSET
-    price: int | float | None | UnsetType = UNSET
+    price: int | float | UnsetType | None = UNSET
     inventory_sku: Text = UNSET
 
 
@@ -68,7 +68,7 @@ class Product(Struct, rename="camel"):
     description: Text = UNSET
     media: AnyList = UNSET
     status: Text = UNSET
-    variants: list[Variant] | None | UnsetType = UNSET
+    variants: list[Variant] | UnsetType | None = UNSET
     options: AnyList = UNSET
     tags: AnyList = UNSET
     types: AnyList = UNSET
