@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 import pytest
@@ -12,6 +12,9 @@ import pytest
 from app import projector
 from app.store import Delivery, EventStore
 from projections import discover
+
+if TYPE_CHECKING:
+    import sqlite3
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
