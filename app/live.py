@@ -72,6 +72,15 @@ class LiveProjector:
         projector = projector_module.Projector(conn, store, self._projections)
         projector.install_all()
         for status in projector.statuses():
+            log.info(
+                "projection",
+                projection=status.name,
+                version=status.version,
+                position=status.position,
+                lag=status.lag,
+                errors=status.errors,
+                stale=status.stale,
+            )
             if status.stale:
                 log.warning(
                     "projection_stale",
@@ -85,9 +94,10 @@ class LiveProjector:
             self._projector.conn.close()
             self._projector.store.close()
 
-    def _catch_up(self) -> int:
+    def _step(self) -> int:
         assert self._projector is not None  # noqa: S101 - only called while running
-        return self._projector.catch_up(LIVE_BATCH)
+        read, _ = self._projector.step(LIVE_BATCH)
+        return read
 
     async def _run(self) -> None:
         while True:
@@ -95,7 +105,10 @@ class LiveProjector:
                 await asyncio.wait_for(self._wakeup.wait(), POLL_SECONDS)
             self._wakeup.clear()
             try:
-                await self._run_in_thread(self._catch_up)
+                # One batch per call, so `/readyz` and `/metrics` can be answered between
+                # batches even while a large log is being caught up.
+                while await self._run_in_thread(self._step):
+                    pass
             except Exception:
                 # A locked or failing projections.db must not stop the service; the log
                 # keeps everything and the next wake-up tries again.
