@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
         "exit 1 if any differ; changes nothing",
     )
     _add_data_dir(rebuild)
+    _add_transfer_commands(commands)
+    _add_send_test_command(commands)
     return parser
 
 
@@ -99,6 +101,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         "serve": _serve,
         "status": _status,
         "rebuild": _rebuild,
+        "export": _export,
+        "import": _import,
+        "send-test": _send_test,
     }
     try:
         return handlers[args.command](args, environ)
@@ -152,3 +157,146 @@ def _rebuild(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             f"{summary.errors} errors recorded, {summary.seconds:.1f} s"
         )
     return 0
+
+
+def _add_transfer_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    export = commands.add_parser(
+        "export",
+        help="write the whole event log as JSON Lines, one delivery per line",
+        description="Write every delivery of the log, in position order, as one JSON object "
+        "per line: position, webhook_id, event_type, event_timestamp, signed_at, "
+        "received_at, signature, payload and payload_encoding ('utf-8' when the body is "
+        "valid UTF-8, else 'base64'). Safe while serve runs.",
+    )
+    export.add_argument(
+        "file",
+        nargs="?",
+        metavar="FILE",
+        help="where to write; '-' or none for standard output",
+    )
+    _add_data_dir(export)
+
+    import_ = commands.add_parser(
+        "import",
+        help="append the deliveries of an export file that the log does not hold yet",
+        description="Validate every line of FILE (a bad line stops the import, naming it, "
+        "before anything is written), then append its deliveries in file order through "
+        "the endpoint's own rules: a webhook id already logged is skipped, a signature "
+        "already accepted under another event type is refused. Each line keeps its "
+        "timestamps and signature; the time window is not applied. Importing twice adds "
+        "nothing. Run rebuild afterwards (or start serve) to project them.",
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    import_.add_argument("file", metavar="FILE", help="a file written by export")
+    import_.add_argument(
+        "--verify",
+        action="store_true",
+        help="also check every signature against the configured secrets, whatever its "
+        "age; import nothing if one does not match",
+    )
+    _add_data_dir(import_)
+
+
+def _add_send_test_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    # Only the samples' names: the HTTP client is imported when send-test runs.
+    from app.samples import DEFAULT_URL, EVENT_TYPES  # noqa: PLC0415
+
+    parser = commands.add_parser(
+        "send-test",
+        help="sign and post sample deliveries the way BitByBit does",
+        description="Sign sample deliveries with the first configured secret, exactly as "
+        "BitByBit does, post them to URL one after another, and print each answer. Exits 1 "
+        "unless every delivery is accepted. The samples name one customer, order and "
+        "product, so repeated runs update the same rows.",
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--url",
+        default=DEFAULT_URL,
+        help=f"the webhook endpoint (default {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "--event",
+        action="append",
+        default=[],
+        choices=EVENT_TYPES,
+        metavar="TYPE",
+        help="send only this event type; repeat for several (default: all ten: "
+        f"{', '.join(EVENT_TYPES)})",
+    )
+    parser.add_argument(
+        "--count",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="send each event type N times, each with a fresh webhook id (default 1)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="accepted like every command's; send-test writes nothing locally, the "
+        "service at URL stores the deliveries",
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from app import transfer  # noqa: PLC0415
+
+    settings = Settings.from_env(environ, data_dir=args.data_dir)
+    try:
+        written = transfer.export_to(settings.events_path, args.file)
+    except (transfer.TransferError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"exported {written} deliveries", file=sys.stderr)
+    return 0
+
+
+def _import(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from pathlib import Path  # noqa: PLC0415
+
+    from app import transfer  # noqa: PLC0415
+    from app.store import StoreUnavailableError  # noqa: PLC0415
+
+    settings = Settings.from_env(environ, data_dir=args.data_dir)
+    if args.verify:
+        settings.require_secret()
+    try:
+        report = transfer.import_file(
+            settings.events_path, Path(args.file), settings.secrets if args.verify else None
+        )
+    except (transfer.TransferError, StoreUnavailableError, OSError) as exc:
+        print(f"error: {exc}; nothing more was imported", file=sys.stderr)
+        return 2
+    for number, reason in report.refused:
+        print(f"line {number}: refused: {reason}", file=sys.stderr)
+    print(
+        f"{report.lines} deliveries read: {report.added} added, {report.present} already "
+        f"present, {report.conflicting} conflicting (same id, other body; kept aside), "
+        f"{len(report.refused)} refused"
+    )
+    return 1 if report.refused else 0
+
+
+def _send_test(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from app import send_test  # noqa: PLC0415
+    from app.samples import EVENT_TYPES  # noqa: PLC0415
+
+    settings = Settings.from_env(environ, data_dir=args.data_dir)
+    settings.require_secret()
+    event_types = list(dict.fromkeys(args.event)) or list(EVENT_TYPES)
+    return send_test.run(args.url, settings.secrets[0], event_types, args.count)

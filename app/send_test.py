@@ -1,0 +1,126 @@
+"""`send-test`: sign sample deliveries exactly as BitByBit does and post them.
+
+It checks an installation end to end: the secret, the URL, the signature check, the log
+and the projections. Deliveries go one after another, in the catalogue's order, so each
+entity is created before it is updated or deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import secrets
+import sys
+import time
+from typing import IO, TYPE_CHECKING
+
+import aiohttp
+import msgspec
+
+from app.ingest import EVENT_HEADER, ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
+from app.samples import DEFAULT_URL, EVENT_TYPES, sample_body
+from app.signature import sign
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["DEFAULT_URL", "Sent", "new_webhook_id", "run", "send", "signed_request"]
+
+USER_AGENT = "BitByBit-Webhooks/1.0"
+# The sender gives up on an endpoint after 30 s; so does the test.
+TIMEOUT_SECONDS = 30
+# The sender keeps at most 4 KB of an answer; a terminal line needs far less.
+MAX_SHOWN_ANSWER = 500
+
+
+class _Answer(msgspec.Struct):
+    status: str | None = None
+
+
+_answer = msgspec.json.Decoder(_Answer)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Sent:
+    """One test delivery and what the endpoint answered."""
+
+    event_type: str
+    webhook_id: str
+    http_status: int
+    answer: str
+
+    @property
+    def accepted(self) -> bool:
+        """HTTP 200 with `{"status": "accepted"}`: the delivery is in the log."""
+        if self.http_status != 200:
+            return False
+        try:
+            return _answer.decode(self.answer).status == "accepted"
+        except msgspec.DecodeError:
+            return False
+
+
+def new_webhook_id() -> str:
+    """A fresh id shaped like BitByBit's (`evt_` and 24 random lowercase characters)."""
+    return "evt_" + secrets.token_hex(12)
+
+
+def signed_request(event_type: str, secret: bytes, now: float) -> tuple[dict[str, str], bytes]:
+    """The headers and body BitByBit would send for a sample `event_type` at `now`."""
+    body = sample_body(event_type, now)
+    timestamp = int(now)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        ID_HEADER: new_webhook_id(),
+        EVENT_HEADER: event_type,
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: sign(secret, timestamp, body),
+    }
+    return headers, body
+
+
+async def send(
+    url: str,
+    secret: bytes,
+    event_types: Sequence[str] = EVENT_TYPES,
+    count: int = 1,
+    stream: IO[str] | None = None,
+) -> list[Sent]:
+    """Post `count` rounds of one sample delivery per event type; print a line for each."""
+    stream = sys.stdout if stream is None else stream
+    results: list[Sent] = []
+    timeout = aiohttp.ClientTimeout(total=TIMEOUT_SECONDS)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        for _ in range(count):
+            for event_type in event_types:
+                headers, body = signed_request(event_type, secret, time.time())
+                async with session.post(url, data=body, headers=headers) as response:
+                    answer = await response.text(errors="replace")
+                sent = Sent(event_type, headers[ID_HEADER], response.status, answer.strip())
+                results.append(sent)
+                stream.write(
+                    f"{sent.event_type:<24} {sent.webhook_id}  {sent.http_status}  "
+                    f"{sent.answer[:MAX_SHOWN_ANSWER]}\n"
+                )
+                stream.flush()
+    return results
+
+
+def run(
+    url: str,
+    secret: bytes,
+    event_types: Sequence[str] = EVENT_TYPES,
+    count: int = 1,
+    stream: IO[str] | None = None,
+) -> int:
+    """Send, summarise, and return the exit code: 0 when every delivery was accepted."""
+    stream = sys.stdout if stream is None else stream
+    try:
+        results = asyncio.run(send(url, secret, event_types, count, stream))
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        print(f"error: cannot deliver to {url}: {exc or type(exc).__name__}", file=sys.stderr)
+        return 1
+    refused = [r for r in results if not r.accepted]
+    stream.write(f"{len(results) - len(refused)} of {len(results)} deliveries accepted\n")
+    return 1 if refused else 0

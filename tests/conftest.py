@@ -1,0 +1,102 @@
+"""Shared fixtures: a signing secret, settings in a temporary directory, signed requests."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+import hypothesis
+import pytest
+
+from app.main import create_app
+from app.settings import Settings
+from app.signature import sign
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from pathlib import Path
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient
+    from pytest_aiohttp import AiohttpClient
+
+    Client = TestClient[web.Request, web.Application]
+    MakeClient = Callable[[Settings], Awaitable[Client]]
+
+# Deterministic property tests: the same examples on every run and every machine.
+hypothesis.settings.register_profile(
+    "ci", derandomize=True, deadline=None, max_examples=50, print_blob=True
+)
+hypothesis.settings.load_profile("ci")
+
+SECRET = b"whsec_test_7c1e0a9d4b"
+OTHER_SECRET = b"whsec_other_55f0b3e2a1"
+
+
+def signed_headers(
+    body: bytes,
+    *,
+    webhook_id: str | None = None,
+    event: str = "order.created",
+    signed_at: int | None = None,
+    secret: bytes = SECRET,
+    event_timestamp: str | None = "1705314600",
+    content_type: str = "application/json",
+) -> dict[str, str]:
+    """The headers BitByBit sends with `body`, signed with `secret` at `signed_at` (now)."""
+    headers = {
+        "Content-Type": content_type,
+        "X-BitByBit-Webhook-Id": webhook_id or f"wh_{uuid.uuid4().hex}",
+        "X-BitByBit-Webhook-Event": event,
+        "X-BitByBit-Webhook-Signature": sign(
+            secret, int(time.time()) if signed_at is None else signed_at, body
+        ),
+    }
+    if event_timestamp is not None:
+        headers["X-BitByBit-Webhook-Timestamp"] = event_timestamp
+    return headers
+
+
+def event_rows(data_dir: Path) -> list[tuple[int, str, str, bytes]]:
+    """`(position, webhook_id, event_type, payload)` of every logged event, read directly."""
+    path = data_dir / "events.db"
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(
+            "SELECT position, webhook_id, event_type, payload FROM events ORDER BY position"
+        ).fetchall()
+    finally:
+        conn.close()
+
+
+def conflict_rows(data_dir: Path) -> list[tuple[str, int, bytes]]:
+    """`(webhook_id, logged_position, payload)` of every conflicting duplicate kept aside."""
+    conn = sqlite3.connect(data_dir / "events.db")
+    try:
+        return conn.execute(
+            "SELECT webhook_id, logged_position, payload FROM conflicting_duplicates ORDER BY id"
+        ).fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(secrets=(SECRET,), data_dir=tmp_path)
+
+
+@pytest.fixture
+def make_client(aiohttp_client: AiohttpClient) -> MakeClient:
+    async def make(settings: Settings) -> Client:
+        return await aiohttp_client(create_app(settings))
+
+    return make
+
+
+@pytest.fixture
+async def client(make_client: MakeClient, settings: Settings) -> Client:
+    return await make_client(settings)

@@ -1,0 +1,183 @@
+"""`send-test` against a running service: every sample accepted, and projected."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import sqlite3
+import time
+from typing import TYPE_CHECKING
+
+import msgspec
+import pytest
+
+from app import cli, send_test
+from app.main import create_app
+from app.samples import EVENT_TYPES, sample_body
+from app.signature import Verifier
+from tests.conftest import OTHER_SECRET, SECRET, event_rows
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from pytest_aiohttp import AiohttpServer
+
+    from app.settings import Settings
+
+DEADLINE_SECONDS = 10.0
+ENVIRON = {"BITBYBIT_WEBHOOK_SECRET": SECRET.decode()}
+
+
+async def _url(aiohttp_server: AiohttpServer, settings: Settings) -> str:
+    server = await aiohttp_server(create_app(settings))
+    return str(server.make_url("/webhooks"))
+
+
+def _query(path: Path, sql: str) -> list[tuple[object, ...]]:
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.OperationalError:
+        return []  # the projector has not created its database yet
+    try:
+        return conn.execute(sql).fetchall()
+    except sqlite3.OperationalError:
+        return []  # nor its tables
+    finally:
+        conn.close()
+
+
+async def _until(check: str, path: Path, expected: list[tuple[object, ...]]) -> None:
+    """Poll `check` until it returns `expected`, failing at the deadline."""
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    rows: list[tuple[object, ...]] = []
+    while time.monotonic() < deadline:
+        rows = _query(path, check)
+        if rows == expected:
+            return
+        await asyncio.sleep(0.02)
+    pytest.fail(f"{check!r} gave {rows!r}, not {expected!r}, within {DEADLINE_SECONDS} s")
+
+
+def test_every_sample_decodes_as_json_of_its_entity() -> None:
+    """Each catalogue type has a JSON object body that names its entity."""
+    assert len(EVENT_TYPES) == 10
+    for event_type in EVENT_TYPES:
+        body = msgspec.json.decode(sample_body(event_type, 1_705_314_600))
+        assert isinstance(body, dict)
+        assert "id" in body or "messageId" in body
+
+
+def test_signed_request_is_what_bitbybit_sends() -> None:
+    """Headers carry a fresh evt_ id, the type, now, and a signature that verifies."""
+    now = 1_705_314_600.5
+    headers, body = send_test.signed_request("order.updated", SECRET, now)
+    other, _ = send_test.signed_request("order.updated", SECRET, now)
+    assert headers["X-BitByBit-Webhook-Id"].startswith("evt_")
+    assert headers["X-BitByBit-Webhook-Id"] != other["X-BitByBit-Webhook-Id"]
+    assert headers["X-BitByBit-Webhook-Event"] == "order.updated"
+    assert headers["X-BitByBit-Webhook-Timestamp"] == "1705314600"
+    assert headers["Content-Type"] == "application/json"
+    assert headers["User-Agent"] == "BitByBit-Webhooks/1.0"
+    verified = Verifier((SECRET,), 300).verify(headers["X-BitByBit-Webhook-Signature"], body, now)
+    assert verified.signed_at == 1_705_314_600
+
+
+async def test_all_types_accepted_and_projected(
+    aiohttp_server: AiohttpServer, settings: Settings, tmp_path: Path
+) -> None:
+    """All ten samples are accepted, and the tables show one of each entity."""
+    url = await _url(aiohttp_server, settings)
+    out = io.StringIO()
+    results = await send_test.send(url, SECRET, stream=out)
+    assert [r.event_type for r in results] == list(EVENT_TYPES)
+    assert all(r.accepted for r in results), out.getvalue()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 10
+    for line, result in zip(lines, results, strict=True):
+        assert result.event_type in line
+        assert result.webhook_id in line
+        assert " 200 " in line
+        assert '"accepted"' in line
+    assert [row[2] for row in event_rows(tmp_path)] == list(EVENT_TYPES)
+
+    projections = tmp_path / "projections.db"
+    await _until(
+        "SELECT id, email, deleted_at IS NOT NULL FROM customers",
+        projections,
+        [("cust_sendtest01", "john.updated@example.com", 1)],
+    )
+    await _until(
+        "SELECT id, order_number, financial_status, customer_id FROM orders",
+        projections,
+        [("order_sendtest01", "1001", "paid", "cust_sendtest01")],
+    )
+    await _until(
+        "SELECT id, name, deleted_at IS NOT NULL FROM products",
+        projections,
+        [("prod_sendtest01", "Premium T-Shirt (Updated)", 1)],
+    )
+    await _until(
+        "SELECT message_id, direction, status FROM messages ORDER BY message_id",
+        projections,
+        [("msg_sendtest_in01", "inbound", None), ("msg_sendtest_out01", "outbound", "sent")],
+    )
+
+
+async def test_cli_repeats_with_fresh_ids(
+    aiohttp_server: AiohttpServer,
+    settings: Settings,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--count 2 --event ...` sends each chosen type twice, each with its own id."""
+    url = await _url(aiohttp_server, settings)
+    argv = [
+        "send-test",
+        "--url",
+        url,
+        "--count",
+        "2",
+        "--event",
+        "order.created",
+        "--event",
+        "message.status.updated",
+    ]
+    code = await asyncio.to_thread(cli.main, argv, ENVIRON)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    rows = event_rows(tmp_path)
+    assert [row[2] for row in rows] == ["order.created", "message.status.updated"] * 2
+    assert len({row[1] for row in rows}) == 4
+    assert "4 of 4 deliveries accepted" in out
+
+
+async def test_refused_deliveries_exit_non_zero(
+    aiohttp_server: AiohttpServer,
+    settings: Settings,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Signed with a secret the service does not know: 401 shown, exit 1, nothing stored."""
+    url = await _url(aiohttp_server, settings)
+    environ = {"BITBYBIT_WEBHOOK_SECRET": OTHER_SECRET.decode()}
+    code = await asyncio.to_thread(cli.main, ["send-test", "--url", url], environ)
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "invalid_signature" in out
+    assert " 401 " in out
+    assert event_rows(tmp_path) == []
+
+
+def test_without_a_secret_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """No secret configured: a message that says what to set, exit 2, nothing sent."""
+    code = cli.main(["send-test", "--url", "http://127.0.0.1:9/webhooks"], {})
+    assert code == 2
+    assert "BITBYBIT_WEBHOOK_SECRET" in capsys.readouterr().err
+
+
+def test_unreachable_url_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    """Nothing listening at the URL: a clear error, exit 1."""
+    # Port 9 (discard) is not served on a test machine's loopback.
+    code = cli.main(["send-test", "--url", "http://127.0.0.1:9/webhooks"], ENVIRON)
+    assert code == 1
+    assert "cannot deliver to http://127.0.0.1:9/webhooks" in capsys.readouterr().err
