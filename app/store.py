@@ -171,7 +171,10 @@ class EventStore:
                 results = self._append_in_transaction(batch)
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # SQLite rolls back by itself on some errors (SQLITE_FULL, SQLITE_IOERR);
+                # a second ROLLBACK would fail and hide the real cause.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
             raise StoreUnavailableError(str(exc)) from exc

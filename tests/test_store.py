@@ -1,0 +1,251 @@
+"""The event log: append-only, one row per webhook id, bytes kept exactly, failures atomic."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import pytest
+
+from app.metrics import Metrics
+from app.signature import compute_digest
+from app.store import (
+    AppendResult,
+    Delivery,
+    EventStore,
+    Outcome,
+    StoreUnavailableError,
+    connect,
+)
+from app.writer import GroupCommitWriter
+from tests.conftest import SECRET, conflict_rows, event_rows
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+SIGNED_AT = 1_705_314_600
+
+
+def delivery(
+    webhook_id: str, payload: bytes = b'{"id": 1}', event_type: str = "order.created"
+) -> Delivery:
+    """A delivery as ingest builds it, its digest computed from the payload."""
+    digest = compute_digest(SECRET, str(SIGNED_AT), payload)
+    return Delivery(
+        webhook_id=webhook_id,
+        event_type=event_type,
+        event_timestamp=SIGNED_AT,
+        signed_at=SIGNED_AT,
+        received_at="2024-01-15T10:30:00.000Z",
+        signature=f"t={SIGNED_AT},v1={digest}",
+        payload=payload,
+        digests=(digest,),
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[EventStore]:
+    s = EventStore.open(tmp_path / "events.db")
+    yield s
+    s.close()
+
+
+class TestImmutability:
+    """The log cannot be changed, whoever tries."""
+
+    def test_update_is_refused(self, store: EventStore, tmp_path: Path) -> None:
+        """An UPDATE of a logged event fails in SQLite itself, from any connection."""
+        store.append([delivery("a")])
+        conn = sqlite3.connect(tmp_path / "events.db")
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("UPDATE events SET payload = x'00' WHERE webhook_id = 'a'")
+        conn.close()
+        assert event_rows(tmp_path)[0][3] == b'{"id": 1}'
+
+    def test_delete_is_refused(self, store: EventStore, tmp_path: Path) -> None:
+        """A DELETE of a logged event fails in SQLite itself, from any connection."""
+        store.append([delivery("a")])
+        conn = sqlite3.connect(tmp_path / "events.db")
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("DELETE FROM events")
+        conn.close()
+        assert len(event_rows(tmp_path)) == 1
+
+
+class TestAppend:
+    """Appending batches: positions, bytes, duplicates, replays."""
+
+    def test_positions_strictly_increase(self, store: EventStore) -> None:
+        """Positions follow acceptance order across batches, with no reuse."""
+        first = store.append([delivery("a", b"1"), delivery("b", b"2")])
+        second = store.append([delivery("c", b"3")])
+        positions = [r.position for r in [*first, *second]]
+        assert positions == [1, 2, 3]
+        assert [e.position for e in store.read(0, 10)] == [1, 2, 3]
+        assert store.head() == 3
+        assert store.count() == 3
+
+    @pytest.mark.parametrize(
+        "payload",
+        [
+            pytest.param('{"name": "Zoë 😀 日本", "x": "\\u00e9"}'.encode(), id="unicode"),
+            pytest.param(b'  {\n\t"a" :  1 ,\r\n "b":[ ]}\n\n', id="whitespace"),
+            pytest.param(
+                b'{\n    "id": "c_1",\n    "tags": [\n        "vip"\n    ]\n}', id="pretty"
+            ),
+            pytest.param(b"\x00\xff not even utf-8", id="binary"),
+            pytest.param(b"", id="empty"),
+        ],
+    )
+    def test_payload_round_trips_byte_for_byte(
+        self, store: EventStore, tmp_path: Path, payload: bytes
+    ) -> None:
+        """The body read back (through the store and through plain sqlite3) is the body sent."""
+        store.append([delivery("a", payload)])
+        [event] = store.read(0, 10)
+        assert event.payload == payload
+        assert type(event.payload) is bytes
+        assert event_rows(tmp_path)[0][3] == payload
+
+    def test_stored_columns(self, store: EventStore) -> None:
+        """Every column of the delivery is stored as given."""
+        d = delivery("a")
+        store.append([d])
+        [event] = store.read(0, 1)
+        assert (event.webhook_id, event.event_type, event.event_timestamp) == (
+            "a",
+            "order.created",
+            SIGNED_AT,
+        )
+        assert (event.signed_at, event.received_at, event.signature) == (
+            SIGNED_AT,
+            d.received_at,
+            d.signature,
+        )
+
+    def test_duplicate_inside_a_batch_keeps_its_neighbours(
+        self, store: EventStore, tmp_path: Path
+    ) -> None:
+        """[a, a again, b] in one batch: accepted, duplicate of a, accepted; a and b stored."""
+        a, b = delivery("a", b'{"a": 1}'), delivery("b", b'{"b": 2}')
+        results = store.append([a, a, b])
+        assert results == [
+            AppendResult(Outcome.ACCEPTED, 1),
+            AppendResult(Outcome.DUPLICATE, 1),
+            AppendResult(Outcome.ACCEPTED, 2),
+        ]
+        assert [(p, w) for p, w, _, _ in event_rows(tmp_path)] == [(1, "a"), (2, "b")]
+
+    def test_duplicate_of_an_earlier_batch(self, store: EventStore) -> None:
+        """A webhook id already logged is a duplicate that reports the original position."""
+        store.append([delivery("a"), delivery("b", b"2")])
+        assert store.append([delivery("b", b"2")]) == [AppendResult(Outcome.DUPLICATE, 2)]
+        assert store.count() == 2
+
+    def test_conflicting_duplicate_is_kept_aside(self, store: EventStore, tmp_path: Path) -> None:
+        """Same id, different body: the log row is unchanged, the new body kept aside."""
+        store.append([delivery("a", b'{"v": 1}')])
+        results = store.append([delivery("a", b'{"v": 2}')])
+        assert results == [AppendResult(Outcome.CONFLICTING_DUPLICATE, 1)]
+        assert event_rows(tmp_path) == [(1, "a", "order.created", b'{"v": 1}')]
+        assert conflict_rows(tmp_path) == [("a", 1, b'{"v": 2}')]
+
+    def test_same_digest_with_another_event_type_is_replayed(
+        self, store: EventStore, tmp_path: Path
+    ) -> None:
+        """A digest first seen with one event type, now under another, is SIGNATURE_REPLAYED."""
+        store.append([delivery("a", event_type="order.updated")])
+        results = store.append([delivery("b", event_type="order.deleted")])
+        assert results == [AppendResult(Outcome.SIGNATURE_REPLAYED, None)]
+        assert [w for _, w, _, _ in event_rows(tmp_path)] == ["a"]
+
+    def test_replay_inside_one_batch(self, store: EventStore) -> None:
+        """The replay rule also holds between two deliveries of the same batch."""
+        results = store.append(
+            [delivery("a", event_type="order.updated"), delivery("b", event_type="order.deleted")]
+        )
+        assert [r.outcome for r in results] == [Outcome.ACCEPTED, Outcome.SIGNATURE_REPLAYED]
+
+    def test_same_digest_same_type_new_id_is_accepted(self, store: EventStore) -> None:
+        """Two genuine deliveries with identical bodies signed in the same second are both kept."""
+        results = store.append([delivery("a")])
+        results += store.append([delivery("b")])
+        assert [r.outcome for r in results] == [Outcome.ACCEPTED, Outcome.ACCEPTED]
+        assert store.count() == 2
+
+    def test_iter_all_reads_in_batches(self, store: EventStore) -> None:
+        """iter_all yields every event once, in position order, whatever its batch size."""
+        store.append([delivery(f"w{i}", str(i).encode()) for i in range(7)])
+        assert [e.webhook_id for e in store.iter_all(batch_size=3)] == [f"w{i}" for i in range(7)]
+        assert [e.position for e in store.read(2, 2, until=3)] == [3]
+
+
+class TestConcurrency:
+    """Racing writers never store a webhook id twice."""
+
+    def test_two_connections_append_the_same_id_once(self, tmp_path: Path) -> None:
+        """Two stores (as two processes would) racing on one webhook id store one row."""
+        stores = [EventStore.open(tmp_path / "events.db") for _ in range(2)]
+        barrier = threading.Barrier(2)
+
+        def race(s: EventStore) -> list[AppendResult]:
+            barrier.wait()
+            return s.append([delivery("same")])
+
+        with ThreadPoolExecutor(2) as pool:
+            results = [r for rs in pool.map(race, stores) for r in rs]
+        for s in stores:
+            s.close()
+        assert sorted(r.outcome.value for r in results) == ["accepted", "duplicate"]
+        assert {r.position for r in results} == {1}
+        assert len(event_rows(tmp_path)) == 1
+
+    async def test_group_commit_writer_appends_the_same_id_once(self, tmp_path: Path) -> None:
+        """Concurrent appends of one delivery through the writer: one accepted, the rest dupes."""
+        writer = GroupCommitWriter(EventStore.open(tmp_path / "events.db"), Metrics())
+        async with writer.running():
+            same = delivery("same")
+            results = await asyncio.gather(*(writer.append(same) for _ in range(5)))
+            others = await asyncio.gather(
+                *(writer.append(delivery(f"w{i}", str(i).encode())) for i in range(50))
+            )
+        outcomes = [r.outcome for r in results]
+        assert outcomes.count(Outcome.ACCEPTED) == 1
+        assert outcomes.count(Outcome.DUPLICATE) == 4
+        assert {r.position for r in results} == {1}
+        assert sorted(r.position or 0 for r in others) == list(range(2, 52))
+        assert len(event_rows(tmp_path)) == 51
+
+
+class TestUnavailable:
+    """A log that cannot be written stores nothing and says so."""
+
+    def test_full_disk_raises_and_stores_nothing(self, tmp_path: Path) -> None:
+        """When SQLite cannot grow the file, append raises StoreUnavailableError atomically."""
+        conn = connect(tmp_path / "events.db")
+        # The limit cannot go below the current size, so this freezes the file as it is.
+        conn.execute("PRAGMA max_page_count = 1")
+        store = EventStore(conn)
+        big = delivery("big", b'{"blob": "' + b"x" * 20_000 + b'"}')
+        with pytest.raises(StoreUnavailableError, match="full"):
+            store.append([delivery("small"), big])
+        assert store.count() == 0
+        assert conn.in_transaction is False
+        store.close()
+        assert event_rows(tmp_path) == []
+
+    def test_store_usable_again_after_space_frees(self, tmp_path: Path) -> None:
+        """A failed append leaves no transaction open: once space frees, appends work."""
+        conn = connect(tmp_path / "events.db")
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute("PRAGMA max_page_count = 1")
+        store = EventStore(conn)
+        with pytest.raises(StoreUnavailableError):
+            store.append([delivery("big", b"y" * 20_000)])
+        conn.execute(f"PRAGMA max_page_count = {pages + 1000}")
+        assert store.append([delivery("big", b"y" * 20_000)]) == [AppendResult(Outcome.ACCEPTED, 1)]
+        store.close()
