@@ -13,7 +13,7 @@ import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
@@ -48,13 +48,12 @@ def parse_header(header: str | None) -> SignatureHeader:
     `v2` later does not break verification.
     """
     if header is None or not header.strip():
-        raise SignatureError("missing_signature", "the X-BitByBit-Webhook-Signature header is missing")
+        raise SignatureError(
+            "missing_signature", "the X-BitByBit-Webhook-Signature header is missing"
+        )
     timestamp: str | None = None
     digests: list[str] = []
-    for part in header.split(","):
-        key, sep, value = part.strip().partition("=")
-        if not sep or not key:
-            raise SignatureError("malformed_signature", "signature parts must be key=value pairs")
+    for key, value in _parts(header):
         if key == "t":
             if timestamp is not None:
                 raise SignatureError("malformed_signature", "the signature has more than one t")
@@ -72,6 +71,14 @@ def parse_header(header: str | None) -> SignatureHeader:
     if not digests:
         raise SignatureError("malformed_signature", "the signature has no v1 digest")
     return SignatureHeader(timestamp, tuple(digests))
+
+
+def _parts(header: str) -> Iterator[tuple[str, str]]:
+    for part in header.split(","):
+        key, sep, value = part.strip().partition("=")
+        if not sep or not key:
+            raise SignatureError("malformed_signature", "signature parts must be key=value pairs")
+        yield key, value
 
 
 def compute_digest(secret: bytes, timestamp_text: str, body: bytes) -> str:
@@ -108,13 +115,14 @@ class Verifier:
                 "timestamp_out_of_tolerance",
                 f"the signature's t is more than {self.tolerance_seconds} s from the server clock",
             )
-        matched: list[str] = []
-        for secret in self.secrets:
-            expected = compute_digest(secret, parsed.timestamp_text, body)
-            # Compare against every entry so the time taken does not depend on which matched.
-            for digest in parsed.digests:
-                if hmac.compare_digest(expected, digest):
-                    matched.append(digest)
+        # Every secret against every entry, so the time taken does not depend on which matched.
+        matched = [
+            digest
+            for secret in self.secrets
+            for expected in (compute_digest(secret, parsed.timestamp_text, body),)
+            for digest in parsed.digests
+            if hmac.compare_digest(expected, digest)
+        ]
         if not matched:
             raise SignatureError(
                 "invalid_signature", "no v1 digest matches the body with any configured secret"

@@ -55,9 +55,7 @@ CREATE TABLE IF NOT EXISTS conflicting_duplicates (
 ) STRICT;
 """
 
-_COLUMNS = (
-    "webhook_id, event_type, event_timestamp, signed_at, received_at, signature, payload"
-)
+_COLUMNS = "webhook_id, event_type, event_timestamp, signed_at, received_at, signature, payload"
 INSERT_EVENT = f"INSERT INTO events (position, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 INSERT_DIGEST = (
     "INSERT OR IGNORE INTO signature_digests (digest, event_type, position) VALUES (?, ?, ?)"

@@ -40,7 +40,10 @@ async def receive_webhook(request: web.Request) -> web.Response:
         log.exception("store_unavailable", webhook_id=headers.get(ID_HEADER))
         return _json(
             503,
-            {"error": "store_unavailable", "detail": "the event log cannot be written; retry later"},
+            {
+                "error": "store_unavailable",
+                "detail": "the event log cannot be written; retry later",
+            },
         )
     outcome = result.outcome
     event_type = headers[EVENT_HEADER]
@@ -58,8 +61,11 @@ async def receive_webhook(request: web.Request) -> web.Response:
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
-    """Refuse an oversized body by its Content-Length and again while reading it (a sender
-    can lie about the length or send it chunked); then insist on JSON."""
+    """Read the body, refusing it if oversized, then insist on JSON.
+
+    The size is checked by Content-Length and again while reading, since a sender can
+    lie about the length or send the body chunked.
+    """
     length = request.content_length
     if length is not None and length > limit:
         raise RejectedError(413, "payload_too_large", f"the body is larger than {limit} bytes")
@@ -117,6 +123,4 @@ async def metrics(request: web.Request) -> web.Response:
     """`GET /metrics`: Prometheus text format."""
     app = request.app
     await app[PROJECTOR].report()
-    return web.Response(
-        body=app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
-    )
+    return web.Response(body=app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE_LATEST})

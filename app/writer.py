@@ -51,9 +51,7 @@ class GroupCommitWriter:
 
     async def check_writable(self) -> None:
         """Raise `StoreUnavailableError` unless the log can take its write lock now."""
-        await asyncio.get_running_loop().run_in_executor(
-            self._executor, self._store.check_writable
-        )
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._store.check_writable)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -77,10 +75,13 @@ class GroupCommitWriter:
             results = await loop.run_in_executor(
                 self._executor, self._store.append, [delivery for delivery, _ in batch]
             )
-        except StoreUnavailableError as exc:
+        except Exception as exc:  # noqa: BLE001 - every caller must be answered, whatever failed
+            unavailable = (
+                exc if isinstance(exc, StoreUnavailableError) else StoreUnavailableError(str(exc))
+            )
             for _, future in batch:
                 if not future.done():
-                    future.set_exception(exc)
+                    future.set_exception(unavailable)
             return
         self._metrics.observe_commit(len(batch), time.perf_counter() - started)
         for (_, future), result in zip(batch, results, strict=True):
