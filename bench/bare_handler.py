@@ -6,7 +6,6 @@ projections, logging), so `service req/s / bare req/s` is the cost of the servic
 
 Run: `.venv/bin/python bench/bare_handler.py --port 8090`.
 """
-# ruff: noqa: INP001 - bench is a folder of scripts, not a package
 
 from __future__ import annotations
 
