@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 Registers = dict[str, tuple[object, str]]
 
 _state_decoder = msgspec.json.Decoder(dict[str, list[Any]])
-_state_encoder = msgspec.json.Encoder()
+# Sorted keys: the state text must not depend on the order the columns were first seen.
+_state_encoder = msgspec.json.Encoder(order="sorted")
 _LOOKUP_CHUNK = 500
 
 
@@ -145,13 +146,12 @@ def carried(  # noqa: PLR0913 - keyword-only options of one flattening rule
     them NULL; a list of objects becomes a child register; other lists become JSON text.
     """
     registers: Registers = {}
-    child_registers = {child.register: child for child in children}
+    child_registers = {child.register: child for child in children} if children else {}
     nested = nested or {}
+    unset = msgspec.UNSET
     for field in payload.__struct_fields__:
-        if field in skip:
-            continue
         value = getattr(payload, field)
-        if value is msgspec.UNSET:
+        if value is unset or field in skip:
             continue
         if field in nested:
             prefix = nested[field]
@@ -194,21 +194,23 @@ def _options(info: msgspec.inspect.Type) -> Iterator[msgspec.inspect.Type]:
 
 def _child_rows(child: ChildTable, items: list[Any]) -> list[list[object]]:
     names = [name for name, _ in child.columns]
-    rows = []
-    for item in items:
-        row = [getattr(item, name, None) for name in names]
-        rows.append([None if v is msgspec.UNSET else v for v in row])
-    return rows
+    unset = msgspec.UNSET
+    return [
+        [None if (v := getattr(item, name, None)) is unset else v for name in names]
+        for item in items
+    ]
 
 
 def merge(state: dict[str, list[Any]], change: Change) -> set[str]:
     """Fold one change into an entity's state; return the columns it overwrote."""
     changed = set()
-    for column, (value, version) in change.registers.items():
-        current = state.get(column)
-        if current is None or version > current[1]:
+    get = state.get
+    # A register is stored as the (value, version) pair the change carries: no copy.
+    for column, register in change.registers.items():
+        current = get(column)
+        if current is None or register[1] > current[1]:
             changed.add(column)
-            state[column] = [value, version]
+            state[column] = register  # type: ignore[assignment]
     if change.deleted_at is not None:
         # Deletion is final: the earliest delete wins and nothing ever clears it.
         current = state.get("deleted_at")

@@ -110,7 +110,8 @@ def apply(event: Event) -> list[Change]:
                 ranked = status_version(update.status, event.event_timestamp, event.webhook_id)
                 registers["status"] = (update.status, ranked)
                 registers["status_updated_at"] = (occurred_at, ranked)
-            history = (update.message_id, update.status or None, occurred_at, event.webhook_id)
+            sent_status = None if update.status is UNSET else update.status
+            history = (update.message_id, sent_status, occurred_at, event.webhook_id)
             return [Change(update.message_id, registers, history=history)]
         case _:
             return []

@@ -1,0 +1,1 @@
+"""Tests of each projection: events in, `SELECT` out."""
