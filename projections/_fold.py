@@ -233,11 +233,13 @@ def write_changes(
     states = _load_states(conn, table, list(by_key))
     dirty: dict[str, set[str]] = {}
     for key, key_changes in by_key.items():
+        known = key in states
         state = states.setdefault(key, {})
         changed: set[str] = set()
         for change in key_changes:
             changed |= merge(state, change)
-        if changed:
+        # Any event naming an id makes its row exist, even one that carries no field.
+        if changed or not known:
             dirty[key] = changed
     written = _write_states(conn, table, states, dirty)
     if history_rows and table.history:

@@ -4,6 +4,7 @@ Decisions where the SPEC is silent:
 - `addresses` is one register: the child rows are replaced whole when a newer event
   carries a non-empty list (or a `customer.created` carries any list).
 - `addresses: null` clears the child rows, like any explicit null.
+- Any event naming an id makes its row exist, even an update that carries no field.
 """
 
 from __future__ import annotations

@@ -145,6 +145,15 @@ def test_delete_of_unknown_id_creates_tombstone(harness: Harness) -> None:
     assert addresses(harness, "cust_ghost") == []
 
 
+def test_update_carrying_nothing_still_creates_the_row(harness: Harness) -> None:
+    """An update that carries only the id (its lists empty) still makes the customer exist."""
+    harness.send("customer.updated", {"id": "cust_bare", "tags": [], "addresses": []})
+
+    row = customer(harness, "cust_bare")
+    assert row["id"] == "cust_bare"
+    assert all(value is None for column, value in row.items() if column != "id")
+
+
 def test_delete_without_timestamp_header_uses_signature_time(harness: Harness) -> None:
     """Without the header, `deleted_at` falls back to the signature's `t` (`event_time`)."""
     harness.send("customer.deleted", {"id": ID}, timestamp=None, signed_at=DELETED_AT)
