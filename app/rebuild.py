@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("app.rebuild")
 
-BATCH = 20_000
+BATCH = 50_000
 LOG_EVERY_SECONDS = 5.0
 MAX_SHOWN_DIFFERENCES = 20
 
@@ -151,6 +151,7 @@ def rebuild(
         try:
             builder = projector_module.Projector(scratch, store, projections)
             builder.install_all()
+            _drop_indexes(scratch)
             progress = Progress(store.head(), stream)
             _build(builder, progress)
             progress.finish()
@@ -162,6 +163,19 @@ def rebuild(
             store.close()
             _scratch(settings)
     return summaries
+
+
+def _drop_indexes(scratch: sqlite3.Connection) -> None:
+    """Drop the scratch's secondary indexes: nothing queries them there.
+
+    Every row written to the scratch would otherwise update each of them; the live
+    tables get theirs back in the switch, built once from the finished rows.
+    """
+    indexes = scratch.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+    ).fetchall()
+    for (name,) in indexes:
+        scratch.execute(f"DROP INDEX {name}")
 
 
 def _build(
@@ -205,9 +219,16 @@ def _replace(main: sqlite3.Connection, projection: Projection) -> None:
     old_tables = msgspec.json.decode(row[0], type=list[str]) if row else []
     for table in dict.fromkeys([*old_tables, *projection.TABLE.table_names]):
         main.execute(f"DROP TABLE IF EXISTS main.{table}")
-    projector_module.create_tables(main, projection)
+    # Tables first, filled, then their indexes: one sorted build each, not row by row.
+    statements = projection.TABLE.ddl()
+    indexes = [s for s in statements if s.startswith("CREATE INDEX")]
+    for statement in statements:
+        if statement not in indexes:
+            main.execute(statement)
     for table in projection.TABLE.table_names:
         main.execute(f"INSERT INTO main.{table} SELECT * FROM scratch.{table}")
+    for statement in indexes:
+        main.execute(statement)
     main.execute(
         "INSERT OR REPLACE INTO main._projections SELECT * FROM scratch._projections "
         "WHERE name = ?",
@@ -266,6 +287,7 @@ def check(
             for projection in projections:
                 builder = projector_module.Projector(scratch, store, [projection])
                 builder.install_all()
+                _drop_indexes(scratch)
                 builder.catch_up(BATCH, until=checkpoints.get(projection.NAME, 0))
             # Compare only once every scratch table exists: the snapshot this connection
             # takes of the scratch at its first read fixes the schema it can see.

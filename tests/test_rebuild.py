@@ -1,0 +1,450 @@
+"""`rebuild`: equals live projection, `check` finds differences, locking, staleness, crashes."""
+
+from __future__ import annotations
+
+import io
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import projections
+import projections.customers
+import projections.orders
+from app import rebuild as rebuild_module
+from app.projector import Projector, connect
+from app.rebuild import RebuildError, check, exclusive, rebuild, select
+from app.settings import Settings
+from app.store import Delivery, EventStore
+from tests.projections._helpers import T0, delivery, dump_tables, sample
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from projections._fold import Change, Event
+
+ROOT = Path(__file__).resolve().parent.parent
+Dump = dict[str, list[tuple[Any, ...]]]
+
+
+class Live:
+    """A data directory driven as `serve` drives it: log appends, then small live batches."""
+
+    def __init__(self, data_dir: Path, batch_size: int = 3) -> None:
+        self.settings = Settings(data_dir=data_dir)
+        self.store = EventStore.open(self.settings.events_path, synchronous="OFF")
+        self.conn = connect(self.settings.projections_path, synchronous="OFF")
+        self.projector = Projector(self.conn, self.store, projections.discover())
+        self.projector.install_all()
+        self.batch_size = batch_size
+        self._ids = 0
+
+    def close(self) -> None:
+        """Close both databases."""
+        self.conn.close()
+        self.store.close()
+
+    def log(self, deliveries: Sequence[Delivery]) -> None:
+        """Log deliveries without projecting them."""
+        self.store.append(list(deliveries))
+
+    def send(self, event_type: str, payload: Any, timestamp: int | None = T0) -> None:
+        """Log one event and project it, as `serve` does after the commit."""
+        self._ids += 1
+        self.log(
+            [delivery(event_type, payload, webhook_id=f"wh-{self._ids:06d}", timestamp=timestamp)]
+        )
+        self.project()
+
+    def project(self) -> int:
+        """Catch the live projector up in small batches."""
+        return self.projector.catch_up(self.batch_size)
+
+    def dump(self) -> Dump:
+        """Every projection table and the recorded errors, rows sorted."""
+        dump = dump_tables(self.conn, projections.discover())
+        dump["_projection_errors"] = self.conn.execute(
+            "SELECT projection, position, webhook_id, event_type FROM _projection_errors "
+            "ORDER BY 1, 2"
+        ).fetchall()
+        return dump
+
+    def versions(self) -> dict[str, tuple[int, int]]:
+        """Each projection's (built version, checkpoint)."""
+        rows = self.conn.execute("SELECT name, version, position FROM _projections")
+        return {name: (version, position) for name, version, position in rows}
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[Live]:
+    harness = Live(tmp_path / "data")
+    yield harness
+    harness.close()
+
+
+# --- generated histories ---------------------------------------------------------------
+
+CUSTOMERS = ["cust_1", "cust_2"]
+ORDERS = ["order_1", "order_2"]
+PRODUCTS = ["prod_1", "prod_2"]
+MESSAGES = ["msg_1", "msg_2"]
+UPDATED_AT = st.sampled_from(
+    [
+        "2024-01-15T10:30:00.000Z",
+        "2024-01-16T08:00:00.000Z",
+        "2024-01-16T08:00:00+07:00",
+        "2024-01-17T09:00:00",
+        "not a date",
+        None,
+    ]
+)
+TIMESTAMPS = st.one_of(st.none(), st.integers(T0 - 100, T0 + 100))
+MAYBE = st.sampled_from(["keep", "drop", "null"])
+
+
+def _vary(payload: dict[str, Any], draw: st.DrawFn, fields: Sequence[str]) -> dict[str, Any]:
+    for field in fields:
+        choice = draw(MAYBE)
+        if choice == "drop":
+            payload.pop(field, None)
+        elif choice == "null":
+            payload[field] = None
+    return payload
+
+
+@st.composite
+def events(draw: st.DrawFn) -> tuple[str, Any, int | None]:
+    """One delivery of any of the ten event types about a few shared entities."""
+    kind = draw(
+        st.sampled_from(
+            [
+                "customer.created",
+                "customer.updated",
+                "customer.deleted",
+                "order.created",
+                "order.updated",
+                "product.created",
+                "product.updated",
+                "product.deleted",
+                "message.received",
+                "message.status.updated",
+                "bad",
+            ]
+        )
+    )
+    timestamp = draw(TIMESTAMPS)
+    tag = draw(st.sampled_from(["a", "b", "c"]))
+    payload: Any
+    if kind == "bad":
+        # An event a projection cannot apply: recorded as an error, identically.
+        return draw(st.sampled_from(["order.updated", "customer.created"])), b"{", timestamp
+    if kind.endswith(".deleted"):
+        pool = CUSTOMERS if kind.startswith("customer") else PRODUCTS
+        return kind, {"id": draw(st.sampled_from(pool))}, timestamp
+    if kind.startswith("customer"):
+        payload = sample(kind, id=draw(st.sampled_from(CUSTOMERS)), email=f"{tag}@example.com")
+        payload["tags"] = draw(st.sampled_from([[], [tag], ["x", tag]]))
+        if draw(st.booleans()):
+            payload["addresses"] = []
+        _vary(payload, draw, ["email", "firstName", "addresses", "updatedAt"])
+    elif kind.startswith("order"):
+        payload = sample(kind, id=draw(st.sampled_from(ORDERS)), status=tag)
+        if kind == "order.updated" and draw(st.booleans()):
+            payload["lineItems"] = [{"id": tag, "quantity": 1, "price": 9.5, "title": tag}]
+        _vary(payload, draw, ["status", "customer", "shippingAddress", "lineItems", "total"])
+    elif kind.startswith("product"):
+        payload = sample(kind, id=draw(st.sampled_from(PRODUCTS)), name=tag)
+        _vary(payload, draw, ["name", "variants", "tags", "media"])
+    elif kind == "message.received":
+        payload = sample(kind, messageId=draw(st.sampled_from(MESSAGES)), body=tag)
+        _vary(payload, draw, ["body", "from"])
+    else:
+        status = draw(st.sampled_from(["pending", "sent", "delivered", "read", "failed", "odd"]))
+        payload = sample(kind, messageId=draw(st.sampled_from(MESSAGES)), status=status)
+        _vary(payload, draw, ["to", "templateName"])
+    if "updatedAt" in payload:
+        payload["updatedAt"] = draw(UPDATED_AT)
+    return kind, payload, timestamp
+
+
+@given(history=st.lists(events(), min_size=1, max_size=25), batch=st.integers(1, 4))
+def test_rebuild_equals_live_projection(
+    history: list[tuple[str, Any, int | None]], batch: int
+) -> None:
+    """Live projection in small batches and a full rebuild give the same tables."""
+    with tempfile.TemporaryDirectory() as directory:
+        harness = Live(Path(directory), batch_size=batch)
+        try:
+            for event_type, payload, timestamp in history:
+                harness.send(event_type, payload, timestamp)
+            live_tables = harness.dump()
+            out = io.StringIO()
+            assert check(harness.settings, projections.discover(), stream=out) == 0, out.getvalue()
+            summaries = rebuild(harness.settings, projections.discover(), stream=io.StringIO())
+            assert harness.dump() == live_tables
+            assert {s.name for s in summaries} == {p.NAME for p in projections.discover()}
+            head = harness.store.head()
+            assert {p for _, p in harness.versions().values()} == {head}
+            # The live projector carries on from the rebuilt checkpoint: nothing to apply.
+            assert harness.project() == 0
+            assert harness.dump() == live_tables
+        finally:
+            harness.close()
+
+
+def test_rebuild_summary_counts(live: Live) -> None:
+    live.send("customer.created", sample("customer.created"))
+    live.send("order.created", sample("order.created"))
+    live.send("order.updated", b"not json")
+    summaries = {s.name: s for s in rebuild(live.settings, projections.discover(), io.StringIO())}
+    assert summaries["customers"].events == 1
+    assert summaries["customers"].rows == 2  # the customer and one address
+    assert summaries["orders"].events == 2
+    assert summaries["orders"].errors == 1
+    assert summaries["messages"].events == 0
+
+
+# --- check ---------------------------------------------------------------------------------
+
+
+def test_check_finds_a_corrupted_row_and_changes_nothing(live: Live) -> None:
+    live.send("customer.created", sample("customer.created"))
+    live.send("customer.created", sample("customer.created", id="cust_2"))
+    live.send("order.created", sample("order.created"))
+    assert check(live.settings, projections.discover(), stream=io.StringIO()) == 0
+    live.conn.execute("UPDATE customers SET email = 'tampered@example.com' WHERE id = 'cust_2'")
+    before = live.dump()
+    files_before = sorted(p.name for p in live.settings.data_dir.iterdir())
+    out = io.StringIO()
+    differences = check(live.settings, projections.discover(), stream=out)
+    assert differences > 0
+    assert "tampered@example.com" in out.getvalue()
+    assert "customers" in out.getvalue()
+    assert live.dump() == before
+    assert sorted(p.name for p in live.settings.data_dir.iterdir()) == files_before
+    # Only the named projection is compared.
+    assert check(live.settings, select(projections.discover(), ["orders"]), io.StringIO()) == 0
+
+
+def test_check_after_rebuild_repairs_the_row(live: Live) -> None:
+    live.send("customer.created", sample("customer.created"))
+    live.conn.execute("UPDATE customers SET email = 'x'")
+    rebuild(live.settings, select(projections.discover(), ["customers"]), io.StringIO())
+    assert check(live.settings, projections.discover(), io.StringIO()) == 0
+    assert live.conn.execute("SELECT email FROM customers").fetchone() == ("john@example.com",)
+
+
+# --- selection and locking -----------------------------------------------------------------
+
+
+def test_unknown_projection_names_the_known_ones() -> None:
+    with pytest.raises(RebuildError) as raised:
+        select(projections.discover(), ["customers", "nope"])
+    message = str(raised.value)
+    assert "nope" in message
+    for name in ("customers", "messages", "orders", "products"):
+        assert name in message
+
+
+def test_select_keeps_the_named_ones_once() -> None:
+    chosen = select(projections.discover(), ["orders", "customers", "orders"])
+    assert [p.NAME for p in chosen] == ["orders", "customers"]
+    assert len(select(projections.discover(), [])) == len(projections.discover())
+
+
+def test_a_second_rebuild_refuses(live: Live) -> None:
+    live.send("customer.created", sample("customer.created"))
+    before = live.dump()
+    with exclusive(live.settings.data_dir):
+        with pytest.raises(RebuildError, match="another rebuild"):
+            rebuild(live.settings, projections.discover(), io.StringIO())
+        with pytest.raises(RebuildError, match="another rebuild"):
+            check(live.settings, projections.discover(), io.StringIO())
+    assert live.dump() == before
+    rebuild(live.settings, projections.discover(), io.StringIO())  # the lock is released
+
+
+# --- staleness -----------------------------------------------------------------------------
+
+
+def test_stale_projection_is_left_alone_until_rebuilt(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    live.send("customer.created", sample("customer.created"))
+    monkeypatch.setattr(projections.customers, "VERSION", 2)
+    # A `serve` started with the new code: customers is stale and left alone.
+    runner = Projector(live.conn, live.store, projections.discover())
+    runner.install_all()
+    live.log([delivery("customer.updated", sample("customer.updated"), webhook_id="wh-u1")])
+    live.log([delivery("order.created", sample("order.created"), webhook_id="wh-o1")])
+    runner.catch_up(2)
+    stale = {s.name: s.stale for s in runner.statuses()}
+    assert stale == {"customers": True, "messages": False, "orders": False, "products": False}
+    assert live.conn.execute("SELECT email FROM customers").fetchall() == [("john@example.com",)]
+    assert live.conn.execute("SELECT COUNT(*) FROM orders").fetchone() == (1,)
+    assert live.versions()["customers"] == (1, 1)
+
+    rebuild(live.settings, select(projections.discover(), ["customers"]), io.StringIO())
+    assert not any(s.stale for s in runner.statuses())
+    assert live.versions()["customers"] == (2, 3)
+    assert live.conn.execute("SELECT email FROM customers").fetchall() == [
+        ("john.updated@example.com",)
+    ]
+    # The same (still running) projector applies new events to it again.
+    newer = sample("customer.updated", email="newest@example.com")
+    newer["updatedAt"] = "2024-02-01T00:00:00.000Z"
+    live.log([delivery("customer.updated", newer, webhook_id="wh-u2")])
+    assert runner.catch_up(2) == 1
+    assert live.conn.execute("SELECT email FROM customers").fetchall() == [("newest@example.com",)]
+    assert check(live.settings, projections.discover(), io.StringIO()) == 0
+
+
+# --- interrupted rebuilds ------------------------------------------------------------------
+
+
+class Interrupted(BaseException):
+    """Stands for a kill in the middle of a build: nothing catches it."""
+
+
+def _raising_after(original: Any, calls: int) -> Any:
+    seen = 0
+
+    def apply(event: Event) -> list[Change]:
+        nonlocal seen
+        seen += 1
+        if seen > calls:
+            raise Interrupted
+        result: list[Change] = original(event)
+        return result
+
+    return apply
+
+
+def _fill(live: Live, count: int) -> None:
+    deliveries = []
+    for i in range(count):
+        deliveries.append(
+            delivery(
+                "order.created",
+                sample("order.created", id=f"order_{i % 50}", status=f"s{i}"),
+                webhook_id=f"wh-o{i:05d}",
+            )
+        )
+        deliveries.append(
+            delivery(
+                "customer.updated",
+                sample("customer.updated", id=f"cust_{i % 30}"),
+                webhook_id=f"wh-c{i:05d}",
+            )
+        )
+    live.log(deliveries)
+    live.project()
+
+
+def test_interrupted_rebuild_leaves_old_tables_and_can_run_again(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rebuild_module, "BATCH", 50)
+    _fill(live, 300)
+    live.conn.execute("UPDATE orders SET status = 'old tables' WHERE id = 'order_1'")
+    before = live.dump()
+    with monkeypatch.context() as patch:
+        patch.setattr(projections.orders, "apply", _raising_after(projections.orders.apply, 120))
+        with pytest.raises(Interrupted):
+            rebuild(live.settings, projections.discover(), io.StringIO())
+    assert live.dump() == before
+    assert not (live.settings.data_dir / "rebuild-scratch.db").exists()
+    # The old tables are still live: new events are applied to them.
+    live.log(
+        [delivery("order.updated", sample("order.updated", id="order_2"), webhook_id="wh-late")]
+    )
+    assert live.project() == 1
+    monkeypatch.undo()
+    rebuild(live.settings, projections.discover(), io.StringIO())
+    assert check(live.settings, projections.discover(), io.StringIO()) == 0
+    assert live.conn.execute("SELECT status FROM orders WHERE id = 'order_1'").fetchone() != (
+        "old tables",
+    )
+
+
+KILLED_REBUILD = """
+import os, signal, sys
+from pathlib import Path
+import projections
+import projections.orders
+from app import rebuild
+from app.settings import Settings
+
+original = projections.orders.apply
+seen = 0
+def apply(event):
+    global seen
+    seen += 1
+    if seen > 120:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(event)
+projections.orders.apply = apply
+rebuild.BATCH = 50
+rebuild.rebuild(Settings(data_dir=Path(sys.argv[1])), projections.discover())
+"""
+
+
+def test_killed_rebuild_leaves_old_tables_and_can_run_again(live: Live) -> None:
+    _fill(live, 300)
+    before = live.dump()
+    killed = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(KILLED_REBUILD), str(live.settings.data_dir)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    assert killed.returncode == -9, killed.stderr.decode()
+    assert live.dump() == before
+    # Usable: the live projector carries on, and a new rebuild succeeds.
+    live.log(
+        [delivery("order.updated", sample("order.updated", id="order_2"), webhook_id="wh-late")]
+    )
+    assert live.project() == 1
+    expected = live.dump()
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "rebuild", "--data-dir", str(live.settings.data_dir)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert b"orders: 301 events read" in done.stdout
+    assert live.dump() == expected
+    assert check(live.settings, projections.discover(), io.StringIO()) == 0
+
+
+def test_rebuild_while_the_live_projector_holds_its_connection(live: Live) -> None:
+    """The switch drops and recreates tables under an open connection's cached schema."""
+    _fill(live, 20)
+    rebuild(live.settings, projections.discover(), io.StringIO())
+    live.send("order.updated", sample("order.updated", id="order_3", status="after"))
+    row = live.conn.execute("SELECT status FROM orders WHERE id = 'order_3'").fetchone()
+    assert row is not None
+    assert check(live.settings, projections.discover(), io.StringIO()) == 0
+    # Only one projection's tables in another database are touched by a rebuild of it.
+    other = sqlite3.connect(live.settings.projections_path)
+    try:
+        names = {r[0] for r in other.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        other.close()
+    expected: set[str] = set()
+    for projection in projections.discover():
+        expected.update(projection.TABLE.table_names)
+    assert expected <= names

@@ -1,0 +1,206 @@
+"""`rebuild` while `serve` takes deliveries from several threads, both as real processes."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from app.signature import sign
+from tests.conftest import SECRET
+from tests.projections._helpers import sample
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+DEADLINE_SECONDS = 20.0
+THREADS = 4
+PER_THREAD = 150
+PRELOAD = 400
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "BITBYBIT_WEBHOOK_SECRET": SECRET.decode(), "PYTHONPATH": str(ROOT)}
+    env.pop("BITBYBIT_WEBHOOK_SECRET_FILE", None)
+    return env
+
+
+class Serve:
+    """`python -m app serve` on a free port."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.port = _free_port()
+        self.output = (data_dir.parent / "serve.log").open("wb")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "app",
+                "serve",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(data_dir),
+            ],
+            cwd=ROOT,
+            env=_env(),
+            stdout=self.output,
+            stderr=subprocess.STDOUT,
+        )
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, bytes]:
+        """One request on a fresh connection."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def wait_until(self, condition: Any, what: str) -> None:
+        """Poll `condition` until it holds, failing after a deadline."""
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while True:
+            if self.proc.poll() is not None:
+                pytest.fail(f"serve exited with {self.proc.returncode}")
+            try:
+                if condition():
+                    return
+            except OSError:
+                pass  # not listening yet
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out waiting for {what}")
+            time.sleep(0.05)
+
+    def healthy(self) -> bool:
+        """/healthz answers 200."""
+        return self.request("GET", "/healthz")[0] == 200
+
+    def caught_up(self) -> bool:
+        """/readyz reports every projection at lag 0."""
+        status, body = self.request("GET", "/readyz")
+        projections = json.loads(body)["projections"]
+        return status == 200 and all(p["lag"] == 0 for p in projections)
+
+    def stop(self) -> None:
+        """Stop the server and wait for it."""
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.output.close()
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Serve]:
+    server = Serve(tmp_path / "data")
+    try:
+        server.wait_until(server.healthy, "/healthz")
+        yield server
+    finally:
+        server.stop()
+
+
+def _delivery(n: int) -> tuple[bytes, dict[str, str]]:
+    """The n-th delivery: a mix of every event type about a few hundred entities."""
+    kinds = [
+        ("customer.created", {"id": f"cust_{n % 40}", "email": f"c{n}@example.com"}),
+        ("customer.updated", {"id": f"cust_{n % 40}", "email": f"u{n}@example.com"}),
+        ("order.created", {"id": f"order_{n % 60}", "status": f"s{n}"}),
+        ("order.updated", {"id": f"order_{n % 60}", "status": f"u{n}"}),
+        ("product.created", {"id": f"prod_{n % 20}", "name": f"p{n}"}),
+        ("product.updated", {"id": f"prod_{n % 20}", "name": f"q{n}"}),
+        ("message.received", {"messageId": f"msg_in_{n}"}),
+        ("message.status.updated", {"messageId": f"msg_{n % 50}", "status": "delivered"}),
+        ("customer.deleted", {"id": f"cust_{n % 97}"}),
+        ("product.deleted", {"id": f"prod_{n % 89}"}),
+    ]
+    event_type, changes = kinds[n % len(kinds)]
+    payload = sample(event_type, **changes)
+    if "updatedAt" in payload:
+        payload["updatedAt"] = f"2024-02-{1 + n % 28:02d}T{n % 24:02d}:00:00.000Z"
+    body = json.dumps(payload).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-BitByBit-Webhook-Id": f"wh_e2e_{n:06d}",
+        "X-BitByBit-Webhook-Event": event_type,
+        "X-BitByBit-Webhook-Timestamp": str(1_706_000_000 + (n * 7919) % 100_000),
+        "X-BitByBit-Webhook-Signature": sign(SECRET, int(time.time()), body),
+    }
+    return body, headers
+
+
+def _app(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_rebuild_while_serving_loses_nothing(serve: Serve, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def send(numbers: range) -> None:
+        for n in numbers:
+            body, headers = _delivery(n)
+            status, _ = serve.request("POST", "/webhooks", body, headers)
+            with lock:
+                statuses.append(status)
+
+    send(range(PRELOAD))
+    threads = [
+        threading.Thread(
+            target=send, args=(range(PRELOAD + t * PER_THREAD, PRELOAD + (t + 1) * PER_THREAD),)
+        )
+        for t in range(THREADS)
+    ]
+    for thread in threads:
+        thread.start()
+    rebuilt = _app("rebuild", "--data-dir", str(data_dir))
+    sending_when_rebuilt = any(thread.is_alive() for thread in threads)
+    for thread in threads:
+        thread.join(timeout=DEADLINE_SECONDS)
+    assert rebuilt.returncode == 0, rebuilt.stderr.decode()
+    assert b"events read" in rebuilt.stdout
+    assert len(statuses) == PRELOAD + THREADS * PER_THREAD
+    assert set(statuses) == {200}
+    assert sending_when_rebuilt, "the rebuild did not overlap the deliveries"
+
+    serve.wait_until(serve.caught_up, "every projection at lag 0")
+    checked = _app("rebuild", "--check", "--data-dir", str(data_dir))
+    assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
+    status = json.loads(_app("status", "--json", "--data-dir", str(data_dir)).stdout)
+    assert status["log"]["events"] == PRELOAD + THREADS * PER_THREAD
+    assert all(not p["stale"] and p["lag"] == 0 for p in status["projections"])
