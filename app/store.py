@@ -162,21 +162,45 @@ class EventStore:
         Duplicates and replays are decided in memory against one lookup per batch, so a
         batch costs a handful of statements however many deliveries it holds.
         """
-        conn = self._conn
+        self.begin()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                results = self._append_in_transaction(batch)
-                conn.execute("COMMIT")
-            except BaseException:
-                # SQLite rolls back by itself on some errors (SQLITE_FULL, SQLITE_IOERR);
-                # a second ROLLBACK would fail and hide the real cause.
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            results = self.append_in_transaction(batch)
+            self.commit()
+        except BaseException:
+            self.rollback()
+            raise
+        return results
+
+    def begin(self) -> None:
+        """Take the log's write lock (waiting for another writer, such as an import)."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise StoreUnavailableError(str(exc)) from exc
-        return results
+
+    def commit(self) -> None:
+        """Make the open transaction durable; with `synchronous=FULL` this waits for fsync."""
+        try:
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self.rollback()
+            raise StoreUnavailableError(str(exc)) from exc
+
+    def rollback(self) -> None:
+        """Abandon the open transaction, if SQLite has not already done so.
+
+        SQLite rolls back by itself on some errors (SQLITE_FULL, SQLITE_IOERR); a second
+        ROLLBACK would fail and hide the real cause.
+        """
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+
+    def append_in_transaction(self, batch: Sequence[Delivery]) -> list[AppendResult]:
+        """Write a batch inside a transaction opened by `begin`; one result per delivery."""
+        try:
+            return self._append_in_transaction(batch)
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(str(exc)) from exc
 
     def _append_in_transaction(self, batch: Sequence[Delivery]) -> list[AppendResult]:
         conn = self._conn

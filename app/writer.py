@@ -71,10 +71,19 @@ class GroupCommitWriter:
         batch: list[tuple[Delivery, asyncio.Future[AppendResult]]],
     ) -> None:
         started = time.perf_counter()
+        store = self._store
         try:
-            results = await loop.run_in_executor(
-                self._executor, self._store.append, [delivery for delivery, _ in batch]
-            )
+            await loop.run_in_executor(self._executor, store.begin)
+            try:
+                # The statements run here, on the event loop's thread: a thread running
+                # them would hand the GIL back and forth with request handling at every
+                # SQLite step (measured: it tripled latency). Only the waits for the
+                # write lock and for fsync go to the writer thread, with the GIL released.
+                results = store.append_in_transaction([delivery for delivery, _ in batch])
+                await loop.run_in_executor(self._executor, store.commit)
+            except BaseException:
+                await loop.run_in_executor(self._executor, store.rollback)
+                raise
         except Exception as exc:  # noqa: BLE001 - every caller must be answered, whatever failed
             unavailable = (
                 exc if isinstance(exc, StoreUnavailableError) else StoreUnavailableError(str(exc))
