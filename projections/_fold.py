@@ -145,14 +145,19 @@ def carried(  # noqa: PLR0913 - keyword-only options of one flattening rule
     `nested` with its column prefix) writes each of its leaves, and null writes all of
     them NULL; a list of objects becomes a child register; other lists become JSON text.
     """
-    registers: Registers = {}
-    child_registers = {child.register: child for child in children} if children else {}
-    nested = nested or {}
     unset = msgspec.UNSET
-    for field in payload.__struct_fields__:
-        value = getattr(payload, field)
-        if value is unset or field in skip:
-            continue
+    registers: Registers = {
+        field: (value, version)
+        for field, value in msgspec.structs.asdict(payload).items()
+        if value is not unset and field not in skip
+    }
+    composite = _composite_fields(type(payload)) & registers.keys()
+    if not composite:
+        return registers
+    child_registers = {child.register: child for child in children}
+    nested = nested or {}
+    for field in composite:
+        value = registers.pop(field)[0]
         if field in nested:
             prefix = nested[field]
             leaves = _nested_fields(type(payload), field)
@@ -171,6 +176,21 @@ def carried(  # noqa: PLR0913 - keyword-only options of one flattening rule
         else:
             registers[field] = (value, version)
     return registers
+
+
+@functools.cache
+def _composite_fields(payload_type: type[msgspec.Struct]) -> frozenset[str]:
+    """Fields that may hold a list or an object: the only ones needing more than a copy."""
+    hint = msgspec.inspect.type_info(payload_type)
+    assert isinstance(hint, msgspec.inspect.StructType)  # noqa: S101 - payload is a Struct
+    return frozenset(
+        info.name
+        for info in hint.fields
+        if any(
+            isinstance(option, msgspec.inspect.ListType | msgspec.inspect.StructType)
+            for option in _options(info.type)
+        )
+    )
 
 
 @functools.cache
