@@ -169,6 +169,26 @@ class Projector:
             raise
         return len(events), written
 
+    def apply(self, projection: Projection, events: Sequence[StoredEvent]) -> None:
+        """Apply `events` to one projection in one transaction, leaving its checkpoint."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            rows = apply_events(self.conn, projection, events)
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.stats[projection.NAME].events += len(events)
+        self.stats[projection.NAME].rows += rows
+
+    def set_checkpoints(self, position: int) -> None:
+        """Record that every projection has applied the log up to `position`."""
+        names = [p.NAME for p in self.projections]
+        marks = ",".join("?" * len(names))
+        self.conn.execute(
+            f"UPDATE _projections SET position = ? WHERE name IN ({marks})", (position, *names)
+        )
+
     def catch_up(self, batch_size: int = 2000, until: int | None = None) -> int:
         """Apply batches until every current projection has reached the head (or `until`)."""
         total = 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import io
 import sys
 import time
 from typing import IO, TYPE_CHECKING
@@ -152,8 +153,9 @@ def rebuild(
             builder = projector_module.Projector(scratch, store, projections)
             builder.install_all()
             _drop_indexes(scratch)
-            progress = Progress(store.head(), stream)
-            _build(builder, progress)
+            head = store.head()
+            progress = Progress(head, stream)
+            _build(builder, progress, head)
             progress.finish()
             _switch(main, builder, scratch_path)
             summaries = _summaries(builder, main, time.monotonic() - started)
@@ -178,14 +180,41 @@ def _drop_indexes(scratch: sqlite3.Connection) -> None:
         scratch.execute(f"DROP INDEX {name}")
 
 
-def _build(
-    builder: projector_module.Projector, progress: Progress, until: int | None = None
+def _build(builder: projector_module.Projector, progress: Progress, until: int) -> None:
+    """Fold the log up to `until` into the scratch, one entity at a time.
+
+    The fold does not depend on the order of events, so the log is read grouped by
+    entity: each entity's state is built in memory once and written once, instead of
+    being loaded and rewritten for every batch its events fall in. Memory holds one
+    chunk of about `BATCH` events (never splitting an entity) and the sorted
+    (entity, position) cursor, which SQLite spills to disk as it grows.
+    """
+    store = builder.store
+    for projection in builder.projections:
+        chunk: list[int] = []
+        previous: object = None
+        order = store.positions_by_entity(
+            projection.EVENT_TYPES, projection.TABLE.payload_key, until
+        )
+        for entity, position in order:
+            if len(chunk) >= BATCH and entity != previous:
+                _apply_chunk(builder, projection, chunk, progress)
+                chunk = []
+            chunk.append(position)
+            previous = entity
+        if chunk:
+            _apply_chunk(builder, projection, chunk, progress)
+    builder.set_checkpoints(until)
+
+
+def _apply_chunk(
+    builder: projector_module.Projector,
+    projection: Projection,
+    positions: list[int],
+    progress: Progress,
 ) -> None:
-    while True:
-        read, _ = builder.step(BATCH, until)
-        if not read:
-            return
-        progress.advance(read)
+    builder.apply(projection, builder.store.read_positions(positions))
+    progress.advance(len(positions))
 
 
 def _switch(
@@ -288,7 +317,7 @@ def check(
                 builder = projector_module.Projector(scratch, store, [projection])
                 builder.install_all()
                 _drop_indexes(scratch)
-                builder.catch_up(BATCH, until=checkpoints.get(projection.NAME, 0))
+                _build(builder, Progress(0, io.StringIO()), checkpoints.get(projection.NAME, 0))
             # Compare only once every scratch table exists: the snapshot this connection
             # takes of the scratch at its first read fixes the schema it can see.
             differences = sum(_compare(main, projection, stream) for projection in projections)

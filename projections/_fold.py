@@ -73,6 +73,7 @@ class EntityTable:
     name: str
     key: str
     columns: tuple[tuple[str, str], ...]
+    payload_key: str = "$.id"
     children: tuple[ChildTable, ...] = ()
     history: HistoryTable | None = None
     indexes: tuple[tuple[str, ...], ...] = ()

@@ -25,6 +25,7 @@ EVENT_TYPES = frozenset({"message.received", "message.status.updated"})
 TABLE = EntityTable(
     name="messages",
     key="message_id",
+    payload_key="$.messageId",
     columns=(
         ("direction", "TEXT"),
         ("sender", "TEXT"),
