@@ -15,9 +15,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import io
+import multiprocessing
+import os
 import sys
 import time
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from typing import IO, TYPE_CHECKING
 
 import msgspec
@@ -25,10 +27,12 @@ import structlog
 
 from app import projector as projector_module
 from app.store import EventStore
+from projections import discover
 
 if TYPE_CHECKING:
     import sqlite3
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
+    from multiprocessing.sharedctypes import Synchronized
     from pathlib import Path
 
     from app.settings import Settings
@@ -81,8 +85,8 @@ def exclusive(data_dir: Path) -> Iterator[None]:
         yield
 
 
-def _scratch(settings: Settings) -> Path:
-    path = settings.data_dir / "rebuild-scratch.db"
+def _scratch(settings: Settings, suffix: str = "") -> Path:
+    path = settings.data_dir / f"rebuild-scratch{suffix}.db"
     # A killed rebuild leaves its scratch behind; it is never trusted, only replaced.
     for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         leftover.unlink(missing_ok=True)
@@ -146,25 +150,83 @@ def rebuild(
     started = time.monotonic()
     with exclusive(settings.data_dir):
         store = EventStore.open(settings.events_path)
-        scratch_path = _scratch(settings)
-        scratch = _open_scratch(scratch_path)
+        paths = {p.NAME: _scratch(settings, f"-{p.NAME}") for p in projections}
         main = projector_module.connect(settings.projections_path)
         try:
-            builder = projector_module.Projector(scratch, store, projections)
-            builder.install_all()
-            _drop_indexes(scratch)
             head = store.head()
             progress = Progress(head, stream)
-            _build(builder, progress, head)
+            applied = _build_in_parallel(settings, projections, paths, head, progress)
             progress.finish()
-            _switch(main, builder, scratch_path)
-            summaries = _summaries(builder, main, time.monotonic() - started)
+            _switch(main, store, projections, paths)
+            summaries = _summaries(projections, applied, main, time.monotonic() - started)
         finally:
             main.close()
-            scratch.close()
             store.close()
-            _scratch(settings)
+            for projection in projections:
+                _scratch(settings, f"-{projection.NAME}")
     return summaries
+
+
+def _build_in_parallel(
+    settings: Settings,
+    projections: Sequence[Projection],
+    paths: dict[str, Path],
+    until: int,
+    progress: Progress,
+) -> dict[str, projector_module.Applied]:
+    """Build each projection's scratch in a process of its own, one per core.
+
+    The fold is pure Python, so one process would use one core; projections share
+    nothing but the (read-only) log, so they build side by side. Processes are forked,
+    so they run exactly the projection code of this process.
+    """
+    context = multiprocessing.get_context("fork")
+    done = context.Value("q", 0)
+    workers = min(len(projections), os.cpu_count() or 1)
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_count_into, initargs=(done,)
+    ) as pool:
+        futures = {
+            p.NAME: pool.submit(_build_scratch, settings.events_path, paths[p.NAME], p.NAME, until)
+            for p in projections
+        }
+        pending = set(futures.values())
+        while pending:
+            _, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
+            progress.advance(done.value - progress.done)
+        return {name: future.result() for name, future in futures.items()}
+
+
+_done_in_worker: list[Synchronized[int]] = []
+
+
+def _count_into(done: Synchronized[int]) -> None:
+    """In a new worker: the shared counter of events done (it can only be inherited)."""
+    _done_in_worker.append(done)
+
+
+def _build_scratch(
+    events_path: Path, scratch_path: Path, name: str, until: int
+) -> projector_module.Applied:
+    """In a worker: fold the log up to `until` into one projection's scratch database."""
+    projection = next(p for p in discover() if name == p.NAME)
+    store = EventStore.open(events_path)
+    scratch = _open_scratch(scratch_path)
+    try:
+        builder = projector_module.Projector(scratch, store, [projection])
+        builder.install_all()
+        _drop_indexes(scratch)
+
+        def advance(events: int) -> None:
+            done = _done_in_worker[0]
+            with done.get_lock():
+                done.value += events
+
+        _build(builder, advance, until)
+        return builder.stats[name]
+    finally:
+        scratch.close()
+        store.close()
 
 
 def _drop_indexes(scratch: sqlite3.Connection) -> None:
@@ -180,7 +242,7 @@ def _drop_indexes(scratch: sqlite3.Connection) -> None:
         scratch.execute(f"DROP INDEX {name}")
 
 
-def _build(builder: projector_module.Projector, progress: Progress, until: int) -> None:
+def _build(builder: projector_module.Projector, advance: Callable[[int], None], until: int) -> None:
     """Fold the log up to `until` into the scratch, one entity at a time.
 
     The fold does not depend on the order of events, so the log is read grouped by
@@ -198,12 +260,12 @@ def _build(builder: projector_module.Projector, progress: Progress, until: int) 
         )
         for entity, position in order:
             if len(chunk) >= BATCH and entity != previous:
-                _apply_chunk(builder, projection, chunk, progress)
+                _apply_chunk(builder, projection, chunk, advance)
                 chunk = []
             chunk.append(position)
             previous = entity
         if chunk:
-            _apply_chunk(builder, projection, chunk, progress)
+            _apply_chunk(builder, projection, chunk, advance)
     builder.set_checkpoints(until)
 
 
@@ -211,37 +273,48 @@ def _apply_chunk(
     builder: projector_module.Projector,
     projection: Projection,
     positions: list[int],
-    progress: Progress,
+    advance: Callable[[int], None],
 ) -> None:
     builder.apply(projection, builder.store.read_positions(positions))
-    progress.advance(len(positions))
+    advance(len(positions))
 
 
 def _switch(
-    main: sqlite3.Connection, builder: projector_module.Projector, scratch_path: Path
+    main: sqlite3.Connection,
+    store: EventStore,
+    projections: Sequence[Projection],
+    paths: dict[str, Path],
 ) -> None:
     """Replace the live tables with the scratch ones in one transaction."""
-    main.execute("ATTACH DATABASE ? AS scratch", (str(scratch_path),))
+    for projection in projections:
+        main.execute(
+            f"ATTACH DATABASE ? AS scratch_{projection.NAME}", (str(paths[projection.NAME]),)
+        )
     try:
         # Take the write lock of projections.db alone (BEGIN IMMEDIATE would lock the
-        # attached scratch too, which the builder still has to write).
+        # scratches too, which still have to take the last events).
         main.execute("BEGIN")
         try:
             main.execute("UPDATE main._projections SET position = position")
-            # The live projector is held off by the write lock now: whatever arrived in
-            # the log during the build goes into the scratch before it is copied.
-            builder.catch_up(BATCH)
-            for projection in builder.projections:
-                _replace(main, projection)
+            for projection in projections:
+                # The live projector is held off by the write lock now: whatever arrived
+                # in the log during the build goes into the scratch before it is copied.
+                scratch = _open_scratch(paths[projection.NAME])
+                try:
+                    projector_module.Projector(scratch, store, [projection]).catch_up(BATCH)
+                finally:
+                    scratch.close()
+                _replace(main, projection, f"scratch_{projection.NAME}")
             main.execute("COMMIT")
         except BaseException:
             main.execute("ROLLBACK")
             raise
     finally:
-        main.execute("DETACH DATABASE scratch")
+        for projection in projections:
+            main.execute(f"DETACH DATABASE scratch_{projection.NAME}")
 
 
-def _replace(main: sqlite3.Connection, projection: Projection) -> None:
+def _replace(main: sqlite3.Connection, projection: Projection, scratch: str) -> None:
     row = main.execute(
         "SELECT tables FROM main._projections WHERE name = ?", (projection.NAME,)
     ).fetchone()
@@ -255,29 +328,32 @@ def _replace(main: sqlite3.Connection, projection: Projection) -> None:
         if statement not in indexes:
             main.execute(statement)
     for table in projection.TABLE.table_names:
-        main.execute(f"INSERT INTO main.{table} SELECT * FROM scratch.{table}")
+        main.execute(f"INSERT INTO main.{table} SELECT * FROM {scratch}.{table}")
     for statement in indexes:
         main.execute(statement)
     main.execute(
-        "INSERT OR REPLACE INTO main._projections SELECT * FROM scratch._projections "
+        f"INSERT OR REPLACE INTO main._projections SELECT * FROM {scratch}._projections "
         "WHERE name = ?",
         (projection.NAME,),
     )
     main.execute("DELETE FROM main._projection_errors WHERE projection = ?", (projection.NAME,))
     main.execute(
-        "INSERT INTO main._projection_errors SELECT * FROM scratch._projection_errors "
+        f"INSERT INTO main._projection_errors SELECT * FROM {scratch}._projection_errors "
         "WHERE projection = ?",
         (projection.NAME,),
     )
 
 
 def _summaries(
-    builder: projector_module.Projector, main: sqlite3.Connection, seconds: float
+    projections: Sequence[Projection],
+    applied: dict[str, projector_module.Applied],
+    main: sqlite3.Connection,
+    seconds: float,
 ) -> list[Summary]:
     errors = dict(main.execute(projector_module.COUNT_ERRORS).fetchall())
     summaries = []
-    for projection in builder.projections:
-        stats = builder.stats[projection.NAME]
+    for projection in projections:
+        stats = applied[projection.NAME]
         summaries.append(
             Summary(
                 name=projection.NAME,
@@ -317,7 +393,7 @@ def check(
                 builder = projector_module.Projector(scratch, store, [projection])
                 builder.install_all()
                 _drop_indexes(scratch)
-                _build(builder, Progress(0, io.StringIO()), checkpoints.get(projection.NAME, 0))
+                _build(builder, lambda _events: None, checkpoints.get(projection.NAME, 0))
             # Compare only once every scratch table exists: the snapshot this connection
             # takes of the scratch at its first read fixes the schema it can see.
             differences = sum(_compare(main, projection, stream) for projection in projections)
