@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import sys
+import threading
+import time
+from typing import BinaryIO, cast
 
 import msgspec
 import structlog
@@ -31,9 +36,39 @@ def configure_logging() -> None:
                 structlog.processors.JSONRenderer(serializer=_json_bytes),
             ],
             wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-            logger_factory=structlog.BytesLoggerFactory(),
+            # structlog only calls `write` and `flush` on its output.
+            logger_factory=structlog.BytesLoggerFactory(
+                cast("BinaryIO", _BatchedOutput(sys.stdout.buffer))
+            ),
             cache_logger_on_first_use=True,
         )
+
+
+class _BatchedOutput:
+    """Log lines written at once, flushed a few times a second instead of per line.
+
+    A flush per delivery line was the largest single cost of the endpoint under load (a
+    system call per request). Lines reach the output within `FLUSH_SECONDS`, and at
+    exit; a `kill -9` can lose the last fraction of a second of log lines, never data.
+    """
+
+    FLUSH_SECONDS = 0.2
+
+    def __init__(self, output: BinaryIO) -> None:
+        self._output = output
+        self.write = output.write
+        flusher = threading.Thread(target=self._flush_forever, name="log-flush", daemon=True)
+        flusher.start()
+        atexit.register(output.flush)
+
+    def flush(self) -> None:
+        """Leave flushing to the background thread."""
+
+    def _flush_forever(self) -> None:
+        while True:
+            time.sleep(self.FLUSH_SECONDS)
+            with contextlib.suppress(ValueError, OSError):
+                self._output.flush()
 
 
 def _json_bytes(event: object, **_options: object) -> bytes:
