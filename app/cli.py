@@ -136,6 +136,7 @@ def _status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from app.status import print_status  # noqa: PLC0415
 
     settings = Settings.from_env(environ, data_dir=args.data_dir)
+    settings.require_log()
     return print_status(settings, as_json=args.json)
 
 
@@ -145,6 +146,7 @@ def _rebuild(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from projections import discover  # noqa: PLC0415
 
     settings = Settings.from_env(environ, data_dir=args.data_dir)
+    settings.require_log()
     configure_logging()
     selected = rebuild.select(discover(), args.projection)
     if args.check:

@@ -51,6 +51,17 @@ class Settings:
         """The disposable projection tables."""
         return self.data_dir / "projections.db"
 
+    def require_log(self) -> None:
+        """Refuse to report on, or rebuild from, a log that is not there.
+
+        A mistyped `--data-dir` would otherwise quietly create an empty one.
+        """
+        if not self.events_path.exists():
+            raise SettingsError(
+                f"there is no event log at {self.events_path}: check --data-dir "
+                "or BITBYBIT_DATA_DIR"
+            )
+
     def require_secret(self) -> None:
         """Refuse to run an endpoint that could not verify anything."""
         if not self.secrets:

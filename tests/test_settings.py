@@ -121,3 +121,14 @@ class TestServeCommand:
         code = cli.main(["serve", "--data-dir", str(tmp_path)], environ=environ)
         assert code == 2
         assert "BITBYBIT_MAX_BODY_BYTES" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["status", "rebuild"])
+def test_commands_refuse_a_data_dir_without_a_log(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`status` and `rebuild` on a directory with no log exit 2 and create nothing."""
+    missing = tmp_path / "typo"
+    assert cli.main([command, "--data-dir", str(missing)], environ={}) == 2
+    assert "no event log" in capsys.readouterr().err
+    assert not missing.exists()
