@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from app.store import EventStore, StoredEvent
     from projections import Projection
-    from projections._fold import Change
+    from projections._fold import Change, Fresh
 
 log = structlog.get_logger("app.projector")
 
@@ -169,11 +169,13 @@ class Projector:
             raise
         return len(events), written
 
-    def apply(self, projection: Projection, events: Sequence[StoredEvent]) -> None:
+    def apply(
+        self, projection: Projection, events: Sequence[StoredEvent], fresh: Fresh | None = None
+    ) -> None:
         """Apply `events` to one projection in one transaction, leaving its checkpoint."""
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            rows = apply_events(self.conn, projection, events)
+            rows = apply_events(self.conn, projection, events, fresh)
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
@@ -229,12 +231,16 @@ class Projector:
 
 
 def apply_events(
-    conn: sqlite3.Connection, projection: Projection, events: Sequence[StoredEvent]
+    conn: sqlite3.Connection,
+    projection: Projection,
+    events: Sequence[StoredEvent],
+    fresh: Fresh | None = None,
 ) -> int:
     """Fold `events` into one projection's tables; record (and skip) any it cannot apply.
 
     The batch is written under a savepoint; should writing it fail, it is applied again
-    one event at a time so that only the event at fault is recorded as an error.
+    one event at a time (looking every entity up) so that only the event at fault is
+    recorded as an error. `fresh` is what a rebuild knows of a fresh scratch.
     """
     changes: list[Change] = []
     for event in events:
@@ -242,9 +248,11 @@ def apply_events(
             changes.extend(projection.apply(event))
         except Exception as exc:  # noqa: BLE001 - any failure of one event is recorded, not fatal
             record_error(conn, projection, event, exc)
+    if fresh is not None:
+        fresh.note(changes)
     conn.execute("SAVEPOINT batch")
     try:
-        written = write_changes(conn, projection.TABLE, changes)
+        written = write_changes(conn, projection.TABLE, changes, fresh)
     except Exception:  # noqa: BLE001 - e.g. an integer SQLite cannot bind; found one by one
         conn.execute("ROLLBACK TO batch")
         conn.execute("RELEASE batch")

@@ -28,6 +28,7 @@ import structlog
 from app import projector as projector_module
 from app.store import EventStore
 from projections import discover
+from projections._fold import Fresh
 
 if TYPE_CHECKING:
     import sqlite3
@@ -248,11 +249,15 @@ def _build(builder: projector_module.Projector, advance: Callable[[int], None], 
     The fold does not depend on the order of events, so the log is read grouped by
     entity: each entity's state is built in memory once and written once, instead of
     being loaded and rewritten for every batch its events fall in. Memory holds one
-    chunk of about `BATCH` events (never splitting an entity) and the sorted
-    (entity, position) cursor, which SQLite spills to disk as it grows.
+    chunk of about `BATCH` events (never splitting an entity) and its entities, the keys
+    that changes named outside their own entity's events (none in a well-formed log), and
+    the sorted (entity, position) cursor, which SQLite spills to disk as it grows.
+    The scratch is fresh and a chunk never splits an entity, so an entity of a chunk has
+    no stored state yet and is not looked up (`Fresh`), unless an earlier chunk wrote it.
     """
     store = builder.store
     for projection in builder.projections:
+        fresh = Fresh(set())
         chunk: list[int] = []
         previous: object = None
         order = store.positions_by_entity(
@@ -260,12 +265,14 @@ def _build(builder: projector_module.Projector, advance: Callable[[int], None], 
         )
         for entity, position in order:
             if len(chunk) >= BATCH and entity != previous:
-                _apply_chunk(builder, projection, chunk, advance)
+                _apply_chunk(builder, projection, chunk, fresh, advance)
                 chunk = []
+                fresh.entities = set()
             chunk.append(position)
+            fresh.entities.add(entity)
             previous = entity
         if chunk:
-            _apply_chunk(builder, projection, chunk, advance)
+            _apply_chunk(builder, projection, chunk, fresh, advance)
     builder.set_checkpoints(until)
 
 
@@ -273,9 +280,10 @@ def _apply_chunk(
     builder: projector_module.Projector,
     projection: Projection,
     positions: list[int],
+    fresh: Fresh,
     advance: Callable[[int], None],
 ) -> None:
-    builder.apply(projection, builder.store.read_positions(positions))
+    builder.apply(projection, builder.store.read_positions(positions), fresh)
     advance(len(positions))
 
 

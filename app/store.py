@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import itertools
 import sqlite3
 from typing import TYPE_CHECKING
 
@@ -306,7 +307,7 @@ class EventStore:
                 "ORDER BY position",
                 chunk,
             )
-            events.extend(StoredEvent(*row) for row in rows)
+            events.extend(itertools.starmap(StoredEvent, rows))
         return events
 
     def iter_all(self, batch_size: int = 5000) -> Iterator[StoredEvent]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import operator
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
@@ -119,6 +120,30 @@ class EntityTable:
             for cols in self.indexes
         )
         return statements
+
+
+@dataclasses.dataclass(slots=True)
+class Fresh:
+    """What a rebuild knows of a fresh scratch: whose state it need not look up.
+
+    `entities` are the entities of the batch being written, read from the log grouped by
+    entity, so none of them was written by an earlier batch, unless a change of an
+    earlier batch named it under another entity's events: `elsewhere` keeps those keys
+    (only ever ones whose payload's key and the change's key disagree, so it stays
+    small). Every other key is looked up as usual.
+    """
+
+    entities: set[object]
+    elsewhere: set[str] = dataclasses.field(default_factory=set)
+
+    def note(self, changes: Iterable[Change]) -> None:
+        """Remember the keys of `changes` that are not this batch's entities."""
+        entities = self.entities
+        self.elsewhere.update(c.key for c in changes if c.key not in entities)
+
+    def unwritten(self, key: str) -> bool:
+        """Whether `key` certainly has no stored state yet."""
+        return key in self.entities and key not in self.elsewhere
 
 
 @dataclasses.dataclass(slots=True)
@@ -242,16 +267,23 @@ def merge(state: dict[str, list[Any]], change: Change) -> set[str]:
 
 
 def write_changes(
-    conn: sqlite3.Connection, table: EntityTable, changes: Iterable[Change]
+    conn: sqlite3.Connection,
+    table: EntityTable,
+    changes: Iterable[Change],
+    fresh: Fresh | None = None,
 ) -> int:
-    """Fold `changes` into the stored entities; return how many rows were written."""
+    """Fold `changes` into the stored entities; return how many rows were written.
+
+    With `fresh`, the entities it knows to be unwritten are not looked up.
+    """
     by_key: dict[str, list[Change]] = {}
     history_rows: list[tuple[object, ...]] = []
     for change in changes:
         by_key.setdefault(change.key, []).append(change)
         if change.history is not None:
             history_rows.append(change.history)
-    states = _load_states(conn, table, list(by_key))
+    lookup = list(by_key) if fresh is None else [k for k in by_key if not fresh.unwritten(k)]
+    states = _load_states(conn, table, lookup)
     dirty: dict[str, set[str]] = {}
     for key, key_changes in by_key.items():
         known = key in states
@@ -296,12 +328,15 @@ def _write_states(
     if not dirty:
         return 0
     columns = [name for name, _ in table.columns]
+    absent = [(None,)] * len(columns)
+    first = operator.itemgetter(0)
+    encode = _state_encoder.encode
     rows = []
     state_rows = []
     for key in dirty:
         state = states[key]
-        rows.append((key, *(state.get(c, (None,))[0] for c in columns)))
-        state_rows.append((key, _state_encoder.encode(state).decode()))
+        rows.append((key, *map(first, map(state.get, columns, absent))))
+        state_rows.append((key, encode(state).decode()))
     marks = ", ".join("?" * (len(columns) + 1))
     conn.executemany(f"INSERT OR REPLACE INTO {table.name} VALUES ({marks})", rows)
     conn.executemany(f"INSERT OR REPLACE INTO {table.state_table} VALUES (?, ?)", state_rows)

@@ -16,7 +16,7 @@ import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
 from projections._fold import Change, EntityTable, Event, HistoryTable, Registers
-from projections._rules import event_time, event_version, status_version
+from projections._rules import event_time, event_version, status_rank
 
 NAME = "messages"
 VERSION = 1
@@ -108,7 +108,8 @@ def apply(event: Event) -> list[Change]:
                 if value is not UNSET:
                     registers[column] = (value, version)
             if update.status is not UNSET:
-                ranked = status_version(update.status, event.event_timestamp, event.webhook_id)
+                # = status_version(status, timestamp, webhook id), reusing `version`.
+                ranked = f"{status_rank(update.status)}{version}"
                 registers["status"] = (update.status, ranked)
                 registers["status_updated_at"] = (occurred_at, ranked)
             sent_status = None if update.status is UNSET else update.status
