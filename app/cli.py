@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rebuild.add_argument(
         "--projection",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="NAME",
         help="rebuild only this projection; repeat for several (default: all)",
@@ -120,7 +121,7 @@ def _serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
     settings = Settings.from_env(environ, data_dir=args.data_dir, host=args.host, port=args.port)
     settings.require_secret()
-    configure_logging()
+    configure_logging(batched=True)
     web.run_app(
         create_app(settings),
         host=settings.host,

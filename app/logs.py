@@ -14,8 +14,12 @@ import msgspec
 import structlog
 
 
-def configure_logging() -> None:
-    """Human-readable on a terminal, one JSON object per line otherwise."""
+def configure_logging(*, batched: bool = False) -> None:
+    """Human-readable on a terminal, one JSON object per line otherwise.
+
+    `batched` (for `serve` only) flushes lines a few times a second from a background
+    thread; commands that fork (rebuild) must not have that thread.
+    """
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -38,7 +42,7 @@ def configure_logging() -> None:
             wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
             # structlog only calls `write` and `flush` on its output.
             logger_factory=structlog.BytesLoggerFactory(
-                cast("BinaryIO", _BatchedOutput(sys.stdout.buffer))
+                cast("BinaryIO", _BatchedOutput(sys.stdout.buffer)) if batched else None
             ),
             cache_logger_on_first_use=True,
         )

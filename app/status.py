@@ -23,7 +23,14 @@ def collect(settings: Settings) -> dict[str, object]:
         runner = projector.Projector(conn, store, discover())
         statuses = runner.statuses()
         return {
-            "log": {"events": store.count(), "head": store.head()},
+            "log": {
+                "events": store.count(),
+                "head": store.head(),
+                # Authentic deliveries of types no projection reads: kept, shown here.
+                "unknown_type_events": store.count_other_types(
+                    t for p in runner.projections for t in p.EVENT_TYPES
+                ),
+            },
             "projections": [dataclasses.asdict(s) for s in statuses],
         }
     finally:
@@ -38,7 +45,10 @@ def print_status(settings: Settings, *, as_json: bool) -> int:
         print(msgspec.json.encode(report).decode())
         return 0
     log: dict[str, Any] = report["log"]  # type: ignore[assignment]
-    print(f"log: {log['events']} events, head at position {log['head']}")
+    print(
+        f"log: {log['events']} events, head at position {log['head']}, "
+        f"{log['unknown_type_events']} of an event type no projection reads"
+    )
     print(f"{'projection':<12} {'version':>7} {'position':>9} {'lag':>7} {'errors':>6}  state")
     projections: list[dict[str, Any]] = report["projections"]  # type: ignore[assignment]
     for p in projections:

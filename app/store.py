@@ -270,6 +270,15 @@ class EventStore:
         """How many events the log holds."""
         return int(self._conn.execute(SELECT_COUNT).fetchone()[0])
 
+    def count_other_types(self, known: Iterable[str]) -> int:
+        """How many events have an event type outside `known` (kept, but projected nowhere)."""
+        types = list(known)
+        marks = ",".join("?" * len(types))
+        row = self._conn.execute(
+            f"SELECT COUNT(*) FROM events WHERE event_type NOT IN ({marks})", types
+        ).fetchone()
+        return int(row[0])
+
     def read(self, after: int, limit: int, *, until: int | None = None) -> list[StoredEvent]:
         """Up to `limit` events after position `after` (and at most `until`), in order."""
         if until is None:
@@ -317,13 +326,23 @@ class EventStore:
             yield from batch
             after = batch[-1].position
 
-    def check_writable(self) -> None:
-        """Take and release the write lock, or raise `StoreUnavailableError`."""
+
+
+def probe_writable(path: Path, timeout: float = 2.0) -> None:
+    """Take and release the log's write lock on a connection of its own.
+
+    A probe must never borrow the writer's connection: between a batch's `begin` and
+    `commit` it belongs to that batch alone.
+    """
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=timeout)
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.execute("ROLLBACK")
-        except sqlite3.Error as exc:
-            raise StoreUnavailableError(str(exc)) from exc
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StoreUnavailableError(str(exc)) from exc
 
 
 def _row(d: Delivery) -> tuple[object, ...]:

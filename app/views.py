@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import msgspec
@@ -10,7 +11,7 @@ from aiohttp import web
 
 from app.ingest import EVENT_HEADER, ID_HEADER, RejectedError
 from app.metrics import CONTENT_TYPE_LATEST
-from app.store import Outcome, StoreUnavailableError
+from app.store import Outcome, StoreUnavailableError, probe_writable
 from app.typedefs import INGEST, METRICS, PROJECTOR, SETTINGS
 
 log = structlog.get_logger("app.webhook")
@@ -37,7 +38,7 @@ async def receive_webhook(request: web.Request) -> web.Response:
         return _json(exc.status, {"error": exc.code, "detail": exc.detail})
     except StoreUnavailableError:
         metrics.rejections.labels("store_unavailable").inc()
-        log.exception("store_unavailable", webhook_id=headers.get(ID_HEADER))
+        _log_delivery(request, "store_unavailable", started, log_level="error")
         return _json(
             503,
             {
@@ -87,7 +88,7 @@ def _log_delivery(
 ) -> None:
     headers = request.headers
     log.log(
-        30 if log_level == "warning" else 20,
+        {"info": 20, "warning": 30, "error": 40}[log_level],
         "delivery",
         webhook_id=(headers.get(ID_HEADER) or "")[:255],
         event_type=(headers.get(EVENT_HEADER) or "")[:255],
@@ -106,7 +107,7 @@ async def readyz(request: web.Request) -> web.Response:
     app = request.app
     projections = await app[PROJECTOR].report()
     try:
-        await app[INGEST].writer.check_writable()
+        await asyncio.to_thread(probe_writable, app[SETTINGS].events_path)
     except StoreUnavailableError:
         return _json(
             503,

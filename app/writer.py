@@ -49,10 +49,6 @@ class GroupCommitWriter:
         self._wakeup.set()
         return await future
 
-    async def check_writable(self) -> None:
-        """Raise `StoreUnavailableError` unless the log can take its write lock now."""
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._store.check_writable)
-
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:

@@ -86,3 +86,11 @@ def test_bad_arguments_are_usage_errors(
         build_parser().parse_args(argv)
     assert exited.value.code == 2
     assert "usage:" in capsys.readouterr().err
+
+
+def test_rebuild_takes_several_names_after_one_flag() -> None:
+    """`--projection a b` and `--projection a --projection b` both name two projections."""
+    parser = build_parser()
+    one_flag = parser.parse_args(["rebuild", "--projection", "customers", "orders"])
+    repeated = parser.parse_args(["rebuild", "--projection", "customers", "--projection", "orders"])
+    assert one_flag.projection == repeated.projection == ["customers", "orders"]

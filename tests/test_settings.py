@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from app.settings import (
     Settings,
     SettingsError,
 )
+from app.store import Delivery, EventStore
 
 
 class TestSecrets:
@@ -132,3 +134,20 @@ def test_commands_refuse_a_data_dir_without_a_log(
     assert cli.main([command, "--data-dir", str(missing)], environ={}) == 2
     assert "no event log" in capsys.readouterr().err
     assert not missing.exists()
+
+
+def test_status_counts_events_no_projection_reads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An authentic event of an unknown type is kept and counted by `status --json`."""
+    store = EventStore.open(tmp_path / "events.db")
+    store.append(
+        [
+            Delivery("wh_1", "invoice.created", None, 1, "x", "t=1,v1=x", b"{}", ()),
+            Delivery("wh_2", "customer.deleted", None, 1, "x", "t=1,v1=y", b'{"id":"c"}', ()),
+        ]
+    )
+    store.close()
+    assert cli.main(["status", "--json", "--data-dir", str(tmp_path)], environ={}) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["log"] == {"events": 2, "head": 2, "unknown_type_events": 1}

@@ -416,7 +416,9 @@ class TestStoreUnavailable:
             status, answer = await post(client, body, signed_headers(body))
         assert (status, answer["error"]) == (503, "store_unavailable")
         assert event_rows(tmp_path) == []
-        assert any(e["event"] == "store_unavailable" for e in logs)
+        assert any(
+            e["event"] == "delivery" and e["outcome"] == "store_unavailable" for e in logs
+        )
         async with client.get("/metrics") as resp:
             assert 'bitbybit_rejections_total{code="store_unavailable"} 1.0' in await resp.text()
 
@@ -443,6 +445,22 @@ class TestOtherRoutes:
         for projection in answer["projections"]:
             assert {"position", "lag", "errors", "stale"} <= projection.keys()
             assert projection["lag"] >= 0
+
+    async def test_readyz_during_a_burst_disturbs_no_delivery(self, client: Client) -> None:
+        """Probing /readyz while batches commit never fails a delivery or the probe."""
+
+        async def probe() -> int:
+            async with client.get("/readyz") as resp:
+                return resp.status
+
+        deliveries = [
+            post(client, BODY, signed_headers(BODY, webhook_id=f"wh_burst_{i}"))
+            for i in range(150)
+        ]
+        probes = [probe() for _ in range(30)]
+        answers = await asyncio.gather(*deliveries, *probes)
+        assert [status for status, _ in answers[:150]] == [200] * 150
+        assert answers[150:] == [200] * 30
 
     async def test_metrics(self, client: Client) -> None:
         """/metrics counts deliveries, rejections, duplicates and commits in Prometheus text."""
