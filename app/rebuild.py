@@ -17,6 +17,7 @@ import dataclasses
 import fcntl
 import multiprocessing
 import os
+import sqlite3
 import sys
 import time
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -31,7 +32,6 @@ from projections import discover
 from projections._fold import Fresh
 
 if TYPE_CHECKING:
-    import sqlite3
     from collections.abc import Callable, Iterator, Sequence
     from multiprocessing.sharedctypes import Synchronized
     from pathlib import Path
@@ -422,9 +422,16 @@ def _compare(main: sqlite3.Connection, projection: Projection, stream: IO[str]) 
             ("only live", "main", "scratch"),
             ("only rebuilt", "scratch", "main"),
         ):
-            rows = main.execute(
-                f"SELECT * FROM {first}.{table} EXCEPT SELECT * FROM {second}.{table}"
-            ).fetchall()
+            try:
+                rows = main.execute(
+                    f"SELECT * FROM {first}.{table} EXCEPT SELECT * FROM {second}.{table}"
+                ).fetchall()
+            except sqlite3.OperationalError as exc:
+                # A live table that is missing, or has other columns (a stale projection
+                # whose schema changed), differs as a whole.
+                stream.write(f"{table}: cannot compare: {exc}\n")
+                differences += 1
+                break
             differences += len(rows)
             for row in rows[:MAX_SHOWN_DIFFERENCES]:
                 stream.write(f"{table}: {label}: {row!r}\n")

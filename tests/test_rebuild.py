@@ -450,3 +450,11 @@ def test_rebuild_while_the_live_projector_holds_its_connection(live: Live) -> No
     for projection in projections.discover():
         expected.update(projection.TABLE.table_names)
     assert expected <= names
+
+
+def test_check_reports_a_live_table_with_other_columns(live: Live) -> None:
+    """`check` counts a live table whose columns differ as a difference, not a crash."""
+    live.conn.execute("ALTER TABLE customers ADD COLUMN extra TEXT")
+    out = io.StringIO()
+    assert check(live.settings, projections.discover(), out) >= 1
+    assert "customers: cannot compare" in out.getvalue()
