@@ -5,113 +5,27 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import os
 import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.conftest import SECRET, signed_headers
+from tests._serve import DEADLINE_SECONDS, ServeProcess, wait_until
+from tests.conftest import signed_headers
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
-
-ROOT = Path(__file__).resolve().parent.parent
-DEADLINE_SECONDS = 15.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Poll `condition` until it holds, failing the test after a deadline."""
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)  # polling interval, not synchronisation: the condition decides
-
-
-class Server:
-    """One `python -m app serve` process on a free port."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.port = free_port()
-        self.log = (data_dir.parent / f"serve-{self.port}.log").open("wb")
-        env = {
-            **os.environ,
-            "BITBYBIT_WEBHOOK_SECRET": SECRET.decode(),
-            "PYTHONPATH": str(ROOT),
-        }
-        env.pop("BITBYBIT_WEBHOOK_SECRET_FILE", None)
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "app",
-                "serve",
-                "--port",
-                str(self.port),
-                "--data-dir",
-                str(data_dir),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_until(self.healthy, "/healthz")
-
-    def healthy(self) -> bool:
-        """Whether /healthz answers 200 yet; fails the test if the process died."""
-        if self.proc.poll() is not None:
-            pytest.fail(f"serve exited with {self.proc.returncode}")
-        try:
-            status, _ = self.request("GET", "/healthz")
-        except OSError:
-            return False
-        return status == 200
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, Any]:
-        """One request on a fresh connection: the status and the decoded JSON answer."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=DEADLINE_SECONDS)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            resp = conn.getresponse()
-            return resp.status, json.loads(resp.read())
-        finally:
-            conn.close()
-
-    def stop(self) -> None:
-        """Kill the process if it still runs, and close its log file."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(DEADLINE_SECONDS)
-        self.log.close()
+    from collections.abc import Iterator
+    from pathlib import Path
 
 
 @pytest.fixture
-def servers() -> Iterator[list[Server]]:
+def servers() -> Iterator[list[ServeProcess]]:
     """Started servers, all stopped at the end of the test whatever happens."""
-    started: list[Server] = []
+    started: list[ServeProcess] = []
     yield started
     for server in started:
         server.stop()
@@ -126,10 +40,10 @@ def logged(data_dir: Path) -> dict[str, tuple[int, bytes]]:
     return {w: (p, b) for w, p, b in rows}
 
 
-def test_kill_9_loses_no_acknowledged_delivery(tmp_path: Path, servers: list[Server]) -> None:
+def test_kill_9_loses_no_acknowledged_delivery(tmp_path: Path, servers: list[ServeProcess]) -> None:
     """Every delivery answered 200 before a SIGKILL is in the log after a restart."""
     data_dir = tmp_path / "data"
-    server = Server(data_dir)
+    server = ServeProcess(data_dir)
     servers.append(server)
     bodies = {f"wh_{i:04d}": json.dumps({"id": f"ord_{i}", "n": i}).encode() for i in range(300)}
     deliveries = {w: (body, signed_headers(body, webhook_id=w)) for w, body in bodies.items()}
@@ -158,7 +72,7 @@ def test_kill_9_loses_no_acknowledged_delivery(tmp_path: Path, servers: list[Ser
     assert server.proc.wait(DEADLINE_SECONDS) == -signal.SIGKILL
     assert len(acknowledged) >= 100
 
-    restarted = Server(data_dir)
+    restarted = ServeProcess(data_dir)
     servers.append(restarted)
     log = logged(data_dir)
     for webhook_id, position in acknowledged.items():
@@ -175,11 +89,11 @@ def test_kill_9_loses_no_acknowledged_delivery(tmp_path: Path, servers: list[Ser
 
 
 def test_sigterm_answers_in_flight_requests_then_exits_0(
-    tmp_path: Path, servers: list[Server]
+    tmp_path: Path, servers: list[ServeProcess]
 ) -> None:
     """SIGTERM stops new connections, finishes the request in progress with a 200, exits 0."""
     data_dir = tmp_path / "data"
-    server = Server(data_dir)
+    server = ServeProcess(data_dir)
     servers.append(server)
     body = b'{"id": "ord_term"}'
     headers = signed_headers(body, webhook_id="wh_term") | {

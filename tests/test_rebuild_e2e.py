@@ -2,126 +2,33 @@
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
-import socket
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from app.signature import sign
+from tests._serve import DEADLINE_SECONDS, ROOT, ServeProcess, app_env, wait_until
 from tests.conftest import SECRET
 from tests.projections._helpers import sample
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-DEADLINE_SECONDS = 20.0
 THREADS = 4
 PER_THREAD = 150
 PRELOAD = 400
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _env() -> dict[str, str]:
-    env = {**os.environ, "BITBYBIT_WEBHOOK_SECRET": SECRET.decode(), "PYTHONPATH": str(ROOT)}
-    env.pop("BITBYBIT_WEBHOOK_SECRET_FILE", None)
-    return env
-
-
-class Serve:
-    """`python -m app serve` on a free port."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.port = _free_port()
-        self.output = (data_dir.parent / "serve.log").open("wb")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "app",
-                "serve",
-                "--port",
-                str(self.port),
-                "--data-dir",
-                str(data_dir),
-            ],
-            cwd=ROOT,
-            env=_env(),
-            stdout=self.output,
-            stderr=subprocess.STDOUT,
-        )
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, bytes]:
-        """One request on a fresh connection."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            response = conn.getresponse()
-            return response.status, response.read()
-        finally:
-            conn.close()
-
-    def wait_until(self, condition: Any, what: str) -> None:
-        """Poll `condition` until it holds, failing after a deadline."""
-        deadline = time.monotonic() + DEADLINE_SECONDS
-        while True:
-            if self.proc.poll() is not None:
-                pytest.fail(f"serve exited with {self.proc.returncode}")
-            try:
-                if condition():
-                    return
-            except OSError:
-                pass  # not listening yet
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out waiting for {what}")
-            time.sleep(0.05)
-
-    def healthy(self) -> bool:
-        """/healthz answers 200."""
-        return self.request("GET", "/healthz")[0] == 200
-
-    def caught_up(self) -> bool:
-        """/readyz reports every projection at lag 0."""
-        status, body = self.request("GET", "/readyz")
-        projections = json.loads(body)["projections"]
-        return status == 200 and all(p["lag"] == 0 for p in projections)
-
-    def stop(self) -> None:
-        """Stop the server and wait for it."""
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.output.close()
-
-
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Serve]:
-    server = Serve(tmp_path / "data")
+def serve(tmp_path: Path) -> Iterator[ServeProcess]:
+    server = ServeProcess(tmp_path / "data")
     try:
-        server.wait_until(server.healthy, "/healthz")
         yield server
     finally:
         server.stop()
@@ -160,14 +67,14 @@ def _app(*args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [sys.executable, "-m", "app", *args],
         cwd=ROOT,
-        env=_env(),
+        env=app_env(),
         capture_output=True,
         check=False,
         timeout=60,
     )
 
 
-def test_rebuild_while_serving_loses_nothing(serve: Serve, tmp_path: Path) -> None:
+def test_rebuild_while_serving_loses_nothing(serve: ServeProcess, tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     statuses: list[int] = []
     lock = threading.Lock()
@@ -198,7 +105,7 @@ def test_rebuild_while_serving_loses_nothing(serve: Serve, tmp_path: Path) -> No
     assert set(statuses) == {200}
     assert sending_when_rebuilt, "the rebuild did not overlap the deliveries"
 
-    serve.wait_until(serve.caught_up, "every projection at lag 0")
+    wait_until(serve.caught_up, "every projection at lag 0")
     checked = _app("rebuild", "--check", "--data-dir", str(data_dir))
     assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
     status = json.loads(_app("status", "--json", "--data-dir", str(data_dir)).stdout)
