@@ -113,4 +113,3 @@ def event_time(event: _Timestamped) -> str:
     """When an event happened: its timestamp header, or the signature's `t` without one."""
     seconds = event.signed_at if event.event_timestamp is None else event.event_timestamp
     return iso_now(seconds)
-

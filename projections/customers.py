@@ -13,6 +13,7 @@ import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
 from projections._fold import Change, ChildTable, EntityTable, Event, carried
+from projections._payloads import PostalAddress, Text
 from projections._rules import event_time, event_version
 
 NAME = "customers"
@@ -54,22 +55,11 @@ TABLE = EntityTable(
     indexes=(("email",), ("phone_number",), ("created_at",)),
 )
 
-Text = str | None | UnsetType
 
-
-class Address(Struct, rename="camel"):
-    """One entry of a customer's `addresses`."""
+class Address(PostalAddress, rename="camel"):
+    """One entry of a customer's `addresses`: a postal address with an id."""
 
     id: Text = UNSET
-    first_name: Text = UNSET
-    last_name: Text = UNSET
-    phone: Text = UNSET
-    address1: Text = UNSET
-    address2: Text = UNSET
-    city: Text = UNSET
-    province: Text = UNSET
-    country: Text = UNSET
-    zip: Text = UNSET
 
 
 class Customer(Struct, rename="camel"):

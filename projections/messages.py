@@ -13,9 +13,10 @@ Decisions where the SPEC is silent:
 from __future__ import annotations
 
 import msgspec
-from msgspec import UNSET, Struct, UnsetType
+from msgspec import UNSET, Struct
 
 from projections._fold import Change, EntityTable, Event, HistoryTable, Registers
+from projections._payloads import Text
 from projections._rules import event_time, event_version, status_rank
 
 NAME = "messages"
@@ -49,8 +50,6 @@ TABLE = EntityTable(
     ),
     indexes=(("status",), ("direction",), ("recipient",), ("sender",)),
 )
-
-Text = str | None | UnsetType
 
 
 class Received(Struct, rename="camel"):

@@ -15,6 +15,7 @@ import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
 from projections._fold import Change, ChildTable, EntityTable, Event, carried
+from projections._payloads import Amount, PostalAddress, Text
 from projections._rules import event_version
 
 NAME = "orders"
@@ -60,9 +61,6 @@ TABLE = EntityTable(
     indexes=(("customer_id",), ("status",), ("created_at",), ("order_id",)),
 )
 
-Text = str | None | UnsetType
-Amount = int | float | None | UnsetType
-
 
 class LineItem(Struct, rename="camel"):
     """One entry of an order's `lineItems`."""
@@ -83,20 +81,6 @@ class OrderCustomer(Struct, rename="camel"):
     phone_number: Text = UNSET
 
 
-class ShippingAddress(Struct, rename="camel"):
-    """An order's `shippingAddress`."""
-
-    first_name: Text = UNSET
-    last_name: Text = UNSET
-    phone: Text = UNSET
-    address1: Text = UNSET
-    address2: Text = UNSET
-    city: Text = UNSET
-    province: Text = UNSET
-    country: Text = UNSET
-    zip: Text = UNSET
-
-
 class Order(Struct, rename="camel"):
     """The body of `order.created` and `order.updated`."""
 
@@ -110,7 +94,7 @@ class Order(Struct, rename="camel"):
     currency: Text = UNSET
     customer: OrderCustomer | UnsetType | None = UNSET
     line_items: list[LineItem] | UnsetType | None = UNSET
-    shipping_address: ShippingAddress | UnsetType | None = UNSET
+    shipping_address: PostalAddress | UnsetType | None = UNSET
     tags: list[str] | UnsetType | None = UNSET
     created_at: Text = UNSET
     updated_at: Text = UNSET

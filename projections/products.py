@@ -14,6 +14,7 @@ import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
 from projections._fold import Change, ChildTable, EntityTable, Event, carried
+from projections._payloads import Text
 from projections._rules import event_time, event_version
 
 NAME = "products"
@@ -46,7 +47,6 @@ TABLE = EntityTable(
     indexes=(("product_id",), ("status",)),
 )
 
-Text = str | None | UnsetType
 AnyList = list[Any] | None | UnsetType
 
 
