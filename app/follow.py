@@ -38,7 +38,7 @@ def follow(data_dir: Path, wake_fd: int) -> None:
     try:
         while True:
             try:
-                while runner.step(LIVE_BATCH)[0]:
+                while runner.step(LIVE_BATCH):
                     pass
             except Exception:
                 # A locked or failing projections.db must not stop projecting for good:

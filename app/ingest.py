@@ -72,15 +72,30 @@ class Ingest:
         return result
 
 
+def identifier_problem(value: str | None) -> str | None:
+    """Why a webhook id or event type cannot be logged (the SPEC's error code), or None.
+
+    The endpoint and `import` both apply it, so the log holds the same kind of ids
+    whichever way a delivery came in.
+    """
+    if not value:
+        return "missing_header"
+    if len(value) > MAX_HEADER_LENGTH:
+        return "malformed_header"
+    return None
+
+
 def required_header(headers: Mapping[str, str], name: str) -> str:
     """A header that must be present, non-empty and at most 255 characters."""
     value = headers.get(name)
-    if not value:
-        raise RejectedError(400, "missing_header", f"the {name} header is missing or empty")
-    if len(value) > MAX_HEADER_LENGTH:
-        raise RejectedError(
-            400, "malformed_header", f"the {name} header is longer than {MAX_HEADER_LENGTH}"
-        )
+    match identifier_problem(value):
+        case "missing_header":
+            raise RejectedError(400, "missing_header", f"the {name} header is missing or empty")
+        case "malformed_header":
+            raise RejectedError(
+                400, "malformed_header", f"the {name} header is longer than {MAX_HEADER_LENGTH}"
+            )
+    assert value is not None  # noqa: S101 - identifier_problem refused None
     return value
 
 

@@ -132,10 +132,10 @@ class Projector:
         for projection in self.projections:
             install(self.conn, projection)
 
-    def step(self, batch_size: int, until: int | None = None) -> tuple[int, int]:
+    def step(self, batch_size: int, until: int | None = None) -> int:
         """Apply the next batch to every current projection in one transaction.
 
-        Returns (events read, rows written); (0, 0) means every projection is caught up.
+        Returns how many events it read; 0 means every projection is caught up.
         """
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
@@ -143,10 +143,9 @@ class Projector:
             checkpoints = self._current_checkpoints()
             if not checkpoints:
                 conn.execute("ROLLBACK")
-                return 0, 0
+                return 0
             start = min(checkpoints.values())
             events = self.store.read(start, batch_size, until=until)
-            written = 0
             for projection in self.projections:
                 position = checkpoints.get(projection.NAME)
                 if position is None:
@@ -158,7 +157,6 @@ class Projector:
                 ]
                 if mine:
                     rows = apply_events(conn, projection, mine)
-                    written += rows
                     self.stats[projection.NAME].events += len(mine)
                     self.stats[projection.NAME].rows += rows
                 if events and events[-1].position > position:
@@ -167,7 +165,7 @@ class Projector:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return len(events), written
+        return len(events)
 
     def apply(
         self, projection: Projection, events: Sequence[StoredEvent], fresh: Fresh | None = None
@@ -195,7 +193,7 @@ class Projector:
         """Apply batches until every current projection has reached the head (or `until`)."""
         total = 0
         while True:
-            read, _ = self.step(batch_size, until)
+            read = self.step(batch_size, until)
             if not read:
                 return total
             total += read

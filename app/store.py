@@ -327,7 +327,6 @@ class EventStore:
             after = batch[-1].position
 
 
-
 def probe_writable(path: Path, timeout: float = 2.0) -> None:
     """Take and release the log's write lock on a connection of its own.
 

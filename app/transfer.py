@@ -34,7 +34,7 @@ from typing import IO, TYPE_CHECKING, Literal
 
 import msgspec
 
-from app.ingest import MAX_HEADER_LENGTH
+from app.ingest import MAX_HEADER_LENGTH, identifier_problem
 from app.signature import SignatureError, Verifier, parse_header
 from app.store import Delivery, EventStore, Outcome
 
@@ -157,10 +157,11 @@ def parse_line(line: bytes, number: int, verifier: Verifier | None = None) -> De
 def _check_fields(item: ExportedDelivery) -> None:
     """The endpoint's header rules, and the fields the log cannot do without."""
     for name, value in (("webhook_id", item.webhook_id), ("event_type", item.event_type)):
-        if not value:
-            raise TransferError(f"{name} is empty")
-        if len(value) > MAX_HEADER_LENGTH:
-            raise TransferError(f"{name} is longer than {MAX_HEADER_LENGTH} characters")
+        match identifier_problem(value):
+            case "missing_header":
+                raise TransferError(f"{name} is empty")
+            case "malformed_header":
+                raise TransferError(f"{name} is longer than {MAX_HEADER_LENGTH} characters")
     if not item.received_at:
         raise TransferError("received_at is empty")
 

@@ -82,9 +82,13 @@ def status_rank(status: object) -> int:
     return STATUS_RANKS.get(status, 0) if isinstance(status, str) else 0
 
 
-def status_version(status: object, event_timestamp: int | None, webhook_id: str) -> str:
-    """Which status delivery wins: the higher rank, then (timestamp header, webhook id)."""
-    return f"{status_rank(status)}" + event_version(None, event_timestamp, webhook_id)
+def status_version(status: object, message_version: str) -> str:
+    """Which status delivery wins: the higher rank, then (timestamp header, webhook id).
+
+    `message_version` is the event's `event_version(None, timestamp, webhook id)`,
+    which the message projection has already computed for its other fields.
+    """
+    return f"{status_rank(status)}{message_version}"
 
 
 def carries_list(event_type: str, value: Sequence[object]) -> bool:

@@ -17,7 +17,7 @@ from msgspec import UNSET, Struct
 
 from projections._fold import Change, EntityTable, Event, HistoryTable, Registers
 from projections._payloads import Text
-from projections._rules import event_time, event_version, status_rank
+from projections._rules import event_time, event_version, status_version
 
 NAME = "messages"
 VERSION = 1
@@ -107,8 +107,7 @@ def apply(event: Event) -> list[Change]:
                 if value is not UNSET:
                     registers[column] = (value, version)
             if update.status is not UNSET:
-                # = status_version(status, timestamp, webhook id), reusing `version`.
-                ranked = f"{status_rank(update.status)}{version}"
+                ranked = status_version(update.status, version)
                 registers["status"] = (update.status, ranked)
                 registers["status_updated_at"] = (occurred_at, ranked)
             sent_status = None if update.status is UNSET else update.status
