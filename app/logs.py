@@ -9,12 +9,15 @@ import logging
 import sys
 import threading
 import time
-from typing import BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 import msgspec
 import structlog
 
 from app.rules import iso_now
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def configure_logging(*, batched: bool = False) -> None:
@@ -37,6 +40,7 @@ def configure_logging(*, batched: bool = False) -> None:
             cache_logger_on_first_use=True,
         )
     else:
+        output = _BatchedOutput(sys.stdout.buffer) if batched else None
         structlog.configure(
             processors=[
                 *shared,
@@ -45,11 +49,61 @@ def configure_logging(*, batched: bool = False) -> None:
             ],
             wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
             # structlog only calls `write` and `flush` on its output.
-            logger_factory=structlog.BytesLoggerFactory(
-                cast("BinaryIO", _BatchedOutput(sys.stdout.buffer)) if batched else None
-            ),
+            logger_factory=structlog.BytesLoggerFactory(cast("BinaryIO", output)),
             cache_logger_on_first_use=True,
         )
+        if output is not None:
+            _delivery_sink[:] = [output.write]
+
+
+class _DeliveryLine(msgspec.Struct):
+    """The per-delivery line, its keys in the order structlog's JSON lines have them."""
+
+    webhook_id: str
+    event_type: str
+    outcome: str
+    duration_ms: float
+    event: str
+    level: str
+    timestamp: str
+
+
+_delivery_log = structlog.get_logger("app.webhook")
+_delivery_sink: list[Callable[[bytes], object]] = []
+_encode_line = msgspec.json.Encoder().encode
+_LEVEL_NAMES = {logging.INFO: "info", logging.WARNING: "warning", logging.ERROR: "error"}
+
+
+def log_delivery(
+    level: int, webhook_id: str, event_type: str, outcome: str, duration_ms: float
+) -> None:
+    """The one line each delivery gets: the same line a structlog call would write.
+
+    When `serve` writes JSON, the line is encoded in one call and handed straight to the
+    batched output: structlog's processor chain took about 8 µs a line, a noticeable share
+    of a delivery's cost at thousands a second. Elsewhere (a terminal, tests capturing
+    structlog) it goes through structlog.
+    """
+    if _delivery_sink:
+        line = _DeliveryLine(
+            webhook_id,
+            event_type,
+            outcome,
+            duration_ms,
+            "delivery",
+            _LEVEL_NAMES[level],
+            iso_now(time.time()),
+        )
+        _delivery_sink[0](_encode_line(line) + b"\n")
+        return
+    _delivery_log.log(
+        level,
+        "delivery",
+        webhook_id=webhook_id,
+        event_type=event_type,
+        outcome=outcome,
+        duration_ms=duration_ms,
+    )
 
 
 def _add_timestamp(

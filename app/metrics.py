@@ -22,6 +22,8 @@ class Metrics:
             ["event_type", "outcome"],
             registry=self.registry,
         )
+        # `labels()` validates and locks on every call: a cost per delivery worth caching.
+        self._delivery_children: dict[tuple[str, str], Counter] = {}
         self.rejections = Counter(
             "bitbybit_rejections",
             "Deliveries refused, by error code.",
@@ -63,6 +65,15 @@ class Metrics:
             ["projection"],
             registry=self.registry,
         )
+
+    def count_delivery(self, event_type: str, outcome: str) -> None:
+        """One authentic delivery; its counter child is looked up once per label pair."""
+        child = self._delivery_children.get((event_type, outcome))
+        if child is None:
+            child = self._delivery_children[event_type, outcome] = self.deliveries.labels(
+                event_type, outcome
+            )
+        child.inc()
 
     def observe_commit(self, batch_size: int, seconds: float) -> None:
         """Record one log transaction."""

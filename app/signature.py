@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
+# What BitByBit sends: one `t`, then one `v1`. Matched in one step; anything else takes
+# the general parser below, which decides the same way.
+_CANONICAL = re.compile(r"t=([0-9]{1,12}),v1=([0-9a-f]{64})")
 
 
 class SignatureError(Exception):
@@ -51,6 +54,12 @@ def parse_header(header: str | None) -> SignatureHeader:
         raise SignatureError(
             "missing_signature", "the X-BitByBit-Webhook-Signature header is missing"
         )
+    if canonical := _CANONICAL.fullmatch(header):
+        return SignatureHeader(canonical[1], (canonical[2],))
+    return _parse_general(header)
+
+
+def _parse_general(header: str) -> SignatureHeader:
     timestamp: str | None = None
     digests: list[str] = []
     for key, value in _parts(header):

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import msgspec
-import structlog
 from aiohttp import web
 
 from app.ingest import EVENT_HEADER, ID_HEADER, RejectedError
+from app.logs import log_delivery
 from app.metrics import CONTENT_TYPE_LATEST
 from app.store import Outcome, StoreUnavailableError, probe_writable
 from app.typedefs import INGEST, METRICS, PROJECTOR, SETTINGS
-
-log = structlog.get_logger("app.webhook")
 
 _encode = msgspec.json.encode
 
@@ -34,11 +33,11 @@ async def receive_webhook(request: web.Request) -> web.Response:
         result = await app[INGEST].receive(headers, body, time.time())
     except RejectedError as exc:
         metrics.rejections.labels(exc.code).inc()
-        _log_delivery(request, exc.code, started, log_level="warning")
+        _log_delivery(request, exc.code, started, level=logging.WARNING)
         return _json(exc.status, {"error": exc.code, "detail": exc.detail})
     except StoreUnavailableError:
         metrics.rejections.labels("store_unavailable").inc()
-        _log_delivery(request, "store_unavailable", started, log_level="error")
+        _log_delivery(request, "store_unavailable", started, level=logging.ERROR)
         return _json(
             503,
             {
@@ -48,14 +47,14 @@ async def receive_webhook(request: web.Request) -> web.Response:
         )
     outcome = result.outcome
     event_type = headers[EVENT_HEADER]
-    metrics.deliveries.labels(event_type, outcome.value).inc()
+    metrics.count_delivery(event_type, outcome.value)
     if outcome is Outcome.ACCEPTED:
         _log_delivery(request, outcome.value, started)
         return _json(200, {"status": "accepted", "position": result.position})
     metrics.duplicates.inc()
     if outcome is Outcome.CONFLICTING_DUPLICATE:
         # The log keeps the first body; the differing one is kept aside for a person to see.
-        _log_delivery(request, outcome.value, started, log_level="warning")
+        _log_delivery(request, outcome.value, started, level=logging.WARNING)
     else:
         _log_delivery(request, outcome.value, started)
     return _json(200, {"status": "duplicate", "position": result.position})
@@ -84,16 +83,15 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
 
 
 def _log_delivery(
-    request: web.Request, outcome: str, started: float, log_level: str = "info"
+    request: web.Request, outcome: str, started: float, level: int = logging.INFO
 ) -> None:
     headers = request.headers
-    log.log(
-        {"info": 20, "warning": 30, "error": 40}[log_level],
-        "delivery",
-        webhook_id=(headers.get(ID_HEADER) or "")[:255],
-        event_type=(headers.get(EVENT_HEADER) or "")[:255],
-        outcome=outcome,
-        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+    log_delivery(
+        level,
+        (headers.get(ID_HEADER) or "")[:255],
+        (headers.get(EVENT_HEADER) or "")[:255],
+        outcome,
+        round((time.perf_counter() - started) * 1000, 3),
     )
 
 
