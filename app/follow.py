@@ -30,7 +30,7 @@ log = structlog.get_logger("app.follow")
 LIVE_BATCH = 2000
 POLL_SECONDS = 1.0
 # Under load, events reach the tables within about this long after their commit.
-MIN_STEP_SECONDS = 0.05
+MIN_STEP_SECONDS = 0.1
 
 
 def follow(data_dir: Path, wake_fd: int) -> None:

@@ -17,7 +17,8 @@ from projections._payloads import PostalAddress, Text
 from projections._rules import event_time, event_version
 
 NAME = "customers"
-VERSION = 1
+# 2: registers stored in the compact state encoding (one copy of each version).
+VERSION = 2
 EVENT_TYPES = frozenset({"customer.created", "customer.updated", "customer.deleted"})
 
 ADDRESSES = ChildTable(

@@ -20,7 +20,8 @@ from projections._payloads import Text
 from projections._rules import event_time, event_version, status_version
 
 NAME = "messages"
-VERSION = 1
+# 2: registers stored in the compact state encoding (one copy of each version).
+VERSION = 2
 EVENT_TYPES = frozenset({"message.received", "message.status.updated"})
 
 TABLE = EntityTable(

@@ -18,7 +18,8 @@ from projections._payloads import Text
 from projections._rules import event_time, event_version
 
 NAME = "products"
-VERSION = 1
+# 2: registers stored in the compact state encoding (one copy of each version).
+VERSION = 2
 EVENT_TYPES = frozenset({"product.created", "product.updated", "product.deleted"})
 
 VARIANTS = ChildTable(

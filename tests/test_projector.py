@@ -454,7 +454,7 @@ def test_stale_projection_is_left_alone(harness: Harness, monkeypatch: pytest.Mo
     customers = next(p for p in harness.mods if p.NAME == "customers")
     before = {t: harness.dump()[t] for t in customers.TABLE.table_names}
 
-    monkeypatch.setattr(customers, "VERSION", 2)
+    monkeypatch.setattr(customers, "VERSION", customers.VERSION + 1)
     harness.projector.install_all()
     harness.log("customer.updated", sample("customer.updated"), timestamp=T0 + 60)
     harness.log("customer.created", sample("customer.created", id="cust_new"))

@@ -1,0 +1,45 @@
+"""Log output of `serve`: the per-delivery line and the batched writer behind it."""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from app import logs
+
+if TYPE_CHECKING:
+    import pytest
+
+
+def test_fast_delivery_line_has_the_structlog_line_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When serving, the line is encoded directly, with the keys a structlog line has."""
+    written: list[bytes] = []
+    monkeypatch.setattr(logs, "_delivery_sink", [written.append])
+    logs.log_delivery(logging.WARNING, "wh_1", "order.updated", "conflicting_duplicate", 1.5)
+    (line,) = written
+    assert line.endswith(b"\n")
+    decoded = msgspec.json.decode(line)
+    assert decoded.pop("timestamp").endswith("Z")
+    assert decoded == {
+        "webhook_id": "wh_1",
+        "event_type": "order.updated",
+        "outcome": "conflicting_duplicate",
+        "duration_ms": 1.5,
+        "event": "delivery",
+        "level": "warning",
+    }
+
+
+def test_batched_output_writes_every_line_once_in_order() -> None:
+    """Lines wait in memory and leave in one write, in the order they were logged."""
+    output = io.BytesIO()
+    batched = logs._BatchedOutput(output)  # noqa: SLF001 - the class under test
+    for number in range(5):
+        batched.write(b"line %d\n" % number)
+    assert output.getvalue() == b""
+    batched._write_out()  # noqa: SLF001 - what the flusher thread calls
+    batched._write_out()  # noqa: SLF001 - nothing new: nothing written twice
+    assert output.getvalue() == b"".join(b"line %d\n" % n for n in range(5))
