@@ -27,7 +27,7 @@ import msgspec
 import structlog
 
 from app import projector as projector_module
-from app.store import EventStore
+from app.store import EventStore, StoredEvent
 from projections import discover
 from projections._fold import Fresh
 
@@ -183,7 +183,7 @@ def _build_in_parallel(
     """
     context = multiprocessing.get_context("fork")
     done = context.Value("q", 0)
-    workers = min(len(projections), os.cpu_count() or 1)
+    workers = len(projections)
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=_count_into, initargs=(done,)
     ) as pool:
@@ -251,24 +251,24 @@ def _build(builder: projector_module.Projector, advance: Callable[[int], None], 
     being loaded and rewritten for every batch its events fall in. Memory holds one
     chunk of about `BATCH` events (never splitting an entity) and its entities, the keys
     that changes named outside their own entity's events (none in a well-formed log), and
-    the sorted (entity, position) cursor, which SQLite spills to disk as it grows.
+    the cursor of events sorted by entity, which SQLite spills to disk as it grows.
     The scratch is fresh and a chunk never splits an entity, so an entity of a chunk has
     no stored state yet and is not looked up (`Fresh`), unless an earlier chunk wrote it.
     """
     store = builder.store
     for projection in builder.projections:
         fresh = Fresh(set())
-        chunk: list[int] = []
+        chunk: list[StoredEvent] = []
         previous: object = None
-        order = store.positions_by_entity(
+        ordered = store.events_by_entity(
             projection.EVENT_TYPES, projection.TABLE.payload_key, until
         )
-        for entity, position in order:
+        for entity, event in ordered:
             if len(chunk) >= BATCH and entity != previous:
                 _apply_chunk(builder, projection, chunk, fresh, advance)
                 chunk = []
                 fresh.entities = set()
-            chunk.append(position)
+            chunk.append(event)
             fresh.entities.add(entity)
             previous = entity
         if chunk:
@@ -279,12 +279,13 @@ def _build(builder: projector_module.Projector, advance: Callable[[int], None], 
 def _apply_chunk(
     builder: projector_module.Projector,
     projection: Projection,
-    positions: list[int],
+    events: list[StoredEvent],
     fresh: Fresh,
     advance: Callable[[int], None],
 ) -> None:
-    builder.apply(projection, builder.store.read_positions(positions), fresh)
-    advance(len(positions))
+    # Events within an entity are in position order, which is all the fold relies on.
+    builder.apply(projection, events, fresh)
+    advance(len(events))
 
 
 def _switch(

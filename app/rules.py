@@ -6,9 +6,10 @@ import functools
 import time
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=4096)
 def _second_prefix(whole: int) -> str:
-    # Deliveries arrive thousands a second: format each second once.
+    # Deliveries arrive thousands a second, and a rebuild meets each second many times:
+    # format each second once.
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
 
 

@@ -320,37 +320,25 @@ class EventStore:
             rows = self._conn.execute(SELECT_RANGE, (after, until, limit))
         return [StoredEvent(*row) for row in rows]
 
-    def positions_by_entity(
+    def events_by_entity(
         self, event_types: Iterable[str], key_path: str, until: int
-    ) -> Iterator[tuple[object, int]]:
-        """(entity key, position) of the events of `event_types` up to `until`, by entity.
+    ) -> Iterator[tuple[object, StoredEvent]]:
+        """(entity key, event) of the events of `event_types` up to `until`, by entity.
 
         The key is the value at `key_path` in the JSON payload (NULL where there is none).
-        A rebuild reads the log in this order so that it folds each entity once.
+        A rebuild reads the log in this order so that it folds each entity once. SQLite
+        sorts in bounded memory, spilling to temporary files as the log grows.
         """
         types = list(event_types)
         marks = ",".join("?" * len(types))
         text = "CAST(payload AS TEXT)"
-        return self._conn.execute(
+        rows = self._conn.execute(
             f"SELECT CASE WHEN json_valid({text}) THEN json_extract({text}, ?) END AS entity, "
-            f"position FROM events WHERE position <= ? AND event_type IN ({marks}) "
+            f"position, {_COLUMNS} FROM events WHERE position <= ? AND event_type IN ({marks}) "
             "ORDER BY entity, position",
             (key_path, until, *types),
         )
-
-    def read_positions(self, positions: Sequence[int]) -> list[StoredEvent]:
-        """The events at `positions`, in position order."""
-        events: list[StoredEvent] = []
-        for start in range(0, len(positions), _LOOKUP_CHUNK):
-            chunk = positions[start : start + _LOOKUP_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            rows = self._conn.execute(
-                f"SELECT position, {_COLUMNS} FROM events WHERE position IN ({marks}) "
-                "ORDER BY position",
-                chunk,
-            )
-            events.extend(itertools.starmap(StoredEvent, rows))
-        return events
+        return ((entity, StoredEvent(*event)) for entity, *event in rows)
 
     def iter_all(self, batch_size: int = 5000) -> Iterator[StoredEvent]:
         """Every event in position order, read in batches so memory stays flat."""

@@ -155,6 +155,9 @@ class Change:
     registers: Registers = dataclasses.field(default_factory=dict)
     deleted_at: str | None = None
     history: tuple[object, ...] | None = None
+    # Set when every register carries this one version (an event's own fields): a change
+    # newer than all of an entity's state then folds in as one dict update.
+    version: str | None = None
 
 
 def carried(  # noqa: PLR0913 - keyword-only options of one flattening rule
@@ -290,8 +293,22 @@ def write_changes(
         known = key in states
         state = states.setdefault(key, {})
         changed: set[str] = set()
+        # The newest version in the state, worked out when a change could use it: a log
+        # read in position order mostly brings each entity's changes oldest first, and a
+        # change newer than the whole state folds in as one dict update.
+        newest: str | None = None
         for change in key_changes:
+            version = change.version
+            if version is not None and change.deleted_at is None:
+                if newest is None:
+                    newest = max((register[1] for register in state.values()), default="")
+                if version > newest:
+                    state.update(change.registers)  # type: ignore[arg-type]
+                    changed.update(change.registers)
+                    newest = version
+                    continue
             changed |= merge(state, change)
+            newest = None
         # Any event naming an id makes its row exist, even one that carries no field.
         if changed or not known:
             dirty[key] = changed

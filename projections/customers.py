@@ -97,7 +97,7 @@ def apply(event: Event) -> list[Change]:
             registers = carried(
                 customer, version, event.event_type, skip=frozenset({"id"}), children=[ADDRESSES]
             )
-            return [Change(customer.id, registers)]
+            return [Change(customer.id, registers, version=version)]
         case "customer.deleted":
             return [Change(_deleted.decode(event.payload).id, deleted_at=event_time(event))]
         case _:

@@ -119,6 +119,6 @@ def apply(event: Event) -> list[Change]:
                 nested=_NESTED,
                 children=[LINE_ITEMS],
             )
-            return [Change(order.id, registers)]
+            return [Change(order.id, registers, version=version)]
         case _:
             return []

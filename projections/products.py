@@ -96,7 +96,7 @@ def apply(event: Event) -> list[Change]:
             registers = carried(
                 product, version, event.event_type, skip=frozenset({"id"}), children=[VARIANTS]
             )
-            return [Change(product.id, registers)]
+            return [Change(product.id, registers, version=version)]
         case "product.deleted":
             return [Change(_deleted.decode(event.payload).id, deleted_at=event_time(event))]
         case _:
