@@ -16,7 +16,6 @@ import contextlib
 import dataclasses
 import fcntl
 import multiprocessing
-import os
 import sqlite3
 import sys
 import time
@@ -175,17 +174,19 @@ def _build_in_parallel(
     until: int,
     progress: Progress,
 ) -> dict[str, projector_module.Applied]:
-    """Build each projection's scratch in a process of its own, one per core.
+    """Build each projection's scratch in a process of its own, all at once.
 
     The fold is pure Python, so one process would use one core; projections share
-    nothing but the (read-only) log, so they build side by side. Processes are forked,
-    so they run exactly the projection code of this process.
+    nothing but the (read-only) log, so they build side by side. One process each, not
+    one per core: their sizes differ a lot (messages and orders dwarf products), and the
+    OS shares the cores among them until the last one ends, where a pool of one per core
+    idles a core once its share is done. Memory per process is bounded (see `_build`).
+    Processes are forked, so they run exactly the projection code of this process.
     """
     context = multiprocessing.get_context("fork")
     done = context.Value("q", 0)
-    workers = len(projections)
     with ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_count_into, initargs=(done,)
+        max_workers=len(projections), mp_context=context, initializer=_count_into, initargs=(done,)
     ) as pool:
         futures = {
             p.NAME: pool.submit(_build_scratch, settings.events_path, paths[p.NAME], p.NAME, until)

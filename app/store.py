@@ -8,7 +8,6 @@ middle of a batch can never roll back its neighbours.
 from __future__ import annotations
 
 import enum
-import itertools
 import sqlite3
 from typing import TYPE_CHECKING
 
