@@ -337,7 +337,7 @@ class EventStore:
             "ORDER BY entity, position",
             (key_path, until, *types),
         )
-        return ((entity, StoredEvent(*event)) for entity, *event in rows)
+        return ((row[0], StoredEvent(*row[1:])) for row in rows)
 
     def iter_all(self, batch_size: int = 5000) -> Iterator[StoredEvent]:
         """Every event in position order, read in batches so memory stays flat."""
