@@ -31,6 +31,7 @@ LIVE_BATCH = 2000
 POLL_SECONDS = 1.0
 # Under load, events reach the tables within about this long after their commit.
 MIN_STEP_SECONDS = 0.1
+NICENESS = 10
 
 
 def follow(data_dir: Path, wake_fd: int) -> None:
@@ -75,6 +76,9 @@ def _wait_for_news(wake_fd: int, not_before: float) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m app.follow DATA_DIR`, started by `serve` with a pipe on stdin."""
     args = sys.argv[1:] if argv is None else argv
+    # Projecting can wait; deliveries cannot. Under load the endpoint gets the cores
+    # first, and the follower catches up with whatever time is left.
+    os.nice(NICENESS)
     configure_logging()
     follow(Path(args[0]), sys.stdin.fileno())
     return 0
