@@ -8,6 +8,7 @@ checkpoint, and exits when its stdin closes (serve stopped or died).
 
 from __future__ import annotations
 
+import gc
 import os
 import select
 import sys
@@ -39,12 +40,15 @@ def follow(data_dir: Path, wake_fd: int) -> None:
     store = EventStore.open(data_dir / "events.db")
     conn = projector.connect(data_dir / "projections.db")
     runner = projector.Projector(conn, store, discover())
+    # A step's changes are many small containers, none in a reference cycle: collecting
+    # once per step instead of at every few hundred allocations halves the fold's cost.
+    gc.disable()
     try:
         while True:
             began = time.monotonic()
             try:
                 while runner.step(LIVE_BATCH):
-                    pass
+                    gc.collect()
             except Exception:
                 # A locked or failing projections.db must not stop projecting for good:
                 # the log keeps everything and the next wake-up tries again.

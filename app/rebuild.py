@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import gc
 import multiprocessing
 import sqlite3
 import sys
@@ -212,6 +213,10 @@ def _build_scratch(
 ) -> projector_module.Applied:
     """In a worker: fold the log up to `until` into one projection's scratch database."""
     projection = next(p for p in discover() if name == p.NAME)
+    # A chunk's changes are a million small containers, none in a reference cycle: the
+    # cyclic collector, triggered by their allocation, rescanned them over and over and
+    # took half of the fold's time. It runs once per chunk instead (`_apply_chunk`).
+    gc.disable()
     store = EventStore.open(events_path)
     scratch = _open_scratch(scratch_path)
     try:
@@ -286,6 +291,7 @@ def _apply_chunk(
 ) -> None:
     # Events within an entity are in position order, which is all the fold relies on.
     builder.apply(projection, events, fresh)
+    gc.collect()
     advance(len(events))
 
 
