@@ -37,9 +37,16 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_projector_ctx)
     app.cleanup_ctx.append(_log_ctx)
     app.router.add_post("/webhooks", views.receive_webhook)
-    app.router.add_get("/healthz", views.healthz)
-    app.router.add_get("/readyz", views.readyz)
-    app.router.add_get("/metrics", views.metrics)
+    app.router.add_route("*", "/webhooks", views.method_not_allowed("POST"))
+    for path, handler in (
+        ("/healthz", views.healthz),
+        ("/readyz", views.readyz),
+        ("/metrics", views.metrics),
+    ):
+        app.router.add_get(path, handler)
+        app.router.add_route("*", path, views.method_not_allowed("GET"))
+    # Last, so that it only ever answers paths no route above knows.
+    app.router.add_route("*", "/{path:.*}", views.not_found)
     return app
 
 

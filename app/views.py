@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import msgspec
+import structlog
 from aiohttp import web
 
 from app.ingest import EVENT_HEADER, ID_HEADER, RejectedError
@@ -14,6 +16,11 @@ from app.logs import log_delivery
 from app.metrics import CONTENT_TYPE_LATEST
 from app.store import Outcome, StoreUnavailableError, probe_writable
 from app.typedefs import INGEST, METRICS, PROJECTOR, SETTINGS
+
+if TYPE_CHECKING:
+    from aiohttp.typedefs import Handler
+
+log = structlog.get_logger("app.webhook")
 
 _encode = msgspec.json.encode
 
@@ -45,6 +52,12 @@ async def receive_webhook(request: web.Request) -> web.Response:
                 "detail": "the event log cannot be written; retry later",
             },
         )
+    except Exception:
+        # A bug, not the sender's fault: answered in the endpoint's JSON shape, and the
+        # sender retries it later (nothing was acknowledged).
+        log.exception("delivery_failed")
+        _log_delivery(request, "internal_error", started, level=logging.ERROR)
+        return _json(500, {"error": "internal_error", "detail": "the delivery was not stored"})
     outcome = result.outcome
     event_type = headers[EVENT_HEADER]
     metrics.count_delivery(event_type, outcome.value)
@@ -92,6 +105,27 @@ def _log_delivery(
         (headers.get(EVENT_HEADER) or "")[:255],
         outcome,
         round((time.perf_counter() - started) * 1000, 3),
+    )
+
+
+def method_not_allowed(allowed: str) -> Handler:
+    """The answer for a known path asked with another method, in the endpoint's JSON."""
+
+    async def answer(request: web.Request) -> web.Response:
+        response = _json(
+            405,
+            {"error": "method_not_allowed", "detail": f"{request.path} takes {allowed} only"},
+        )
+        response.headers["Allow"] = allowed
+        return response
+
+    return answer
+
+
+async def not_found(request: web.Request) -> web.Response:
+    """Any other path: JSON like every other answer, and a hint at the right one."""
+    return _json(
+        404, {"error": "not_found", "detail": f"no {request.path}; deliveries go to POST /webhooks"}
     )
 
 

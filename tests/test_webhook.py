@@ -484,6 +484,47 @@ class TestOtherRoutes:
             assert f'bitbybit_projection_lag{{projection="{projection.NAME}"}}' in text
 
 
+class TestUnknownRoutes:
+    """Paths and methods nobody serves still answer in JSON, with the right status."""
+
+    @pytest.mark.parametrize(
+        ("method", "path", "allowed"),
+        [("GET", "/webhooks", "POST"), ("PUT", "/webhooks", "POST"), ("POST", "/healthz", "GET")],
+    )
+    async def test_wrong_method_is_405_json(
+        self, client: Client, method: str, path: str, allowed: str
+    ) -> None:
+        """A known path asked with another method: 405, its Allow header, a JSON error."""
+        async with client.request(method, path) as resp:
+            assert resp.status == 405
+            assert resp.headers["Allow"] == allowed
+            assert (await resp.json())["error"] == "method_not_allowed"
+
+    async def test_unknown_path_is_404_json(self, client: Client, tmp_path: Path) -> None:
+        """A delivery sent to a wrong path: 404 in JSON, and nothing stored."""
+        async with client.post("/webhook", data=BODY, headers=signed_headers(BODY)) as resp:
+            assert resp.status == 404
+            answer = await resp.json()
+        assert answer["error"] == "not_found"
+        assert "POST /webhooks" in answer["detail"]
+        assert event_rows(tmp_path) == []
+
+    async def test_a_bug_is_a_json_500_and_nothing_is_stored(
+        self, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An unexpected failure answers 500 internal_error (so the sender retries)."""
+
+        def broken(*_args: object) -> None:
+            raise ZeroDivisionError
+
+        monkeypatch.setattr("app.ingest.parse_event_timestamp", broken)
+        with capture_logs() as logs:
+            status, answer = await post(client, BODY, signed_headers(BODY))
+        assert (status, answer["error"]) == (500, "internal_error")
+        assert event_rows(tmp_path) == []
+        assert any(e["event"] == "delivery_failed" for e in logs)
+
+
 class TestSecretsStayHidden:
     """Secrets and raw bodies never leave the process."""
 
