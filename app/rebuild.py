@@ -148,7 +148,6 @@ def rebuild(
     stream: IO[str] = sys.stderr,
 ) -> list[Summary]:
     """Rebuild `projections` from the whole log and switch them in atomically."""
-    started = time.monotonic()
     with exclusive(settings.data_dir):
         store = EventStore.open(settings.events_path)
         paths = {p.NAME: _scratch(settings, f"-{p.NAME}") for p in projections}
@@ -156,10 +155,10 @@ def rebuild(
         try:
             head = store.head()
             progress = Progress(head, stream)
-            applied = _build_in_parallel(settings, projections, paths, head, progress)
+            built = _build_in_parallel(settings, projections, paths, head, progress)
             progress.finish()
-            _switch(main, store, projections, paths)
-            summaries = _summaries(projections, applied, main, time.monotonic() - started)
+            _switch(main, store, projections, paths, built)
+            summaries = _with_errors([built[p.NAME] for p in projections], main)
         finally:
             main.close()
             store.close()
@@ -174,7 +173,7 @@ def _build_in_parallel(
     paths: dict[str, Path],
     until: int,
     progress: Progress,
-) -> dict[str, projector_module.Applied]:
+) -> dict[str, Summary]:
     """Build each projection's scratch in a process of its own, all at once.
 
     The fold is pure Python, so one process would use one core; projections share
@@ -208,10 +207,9 @@ def _count_into(done: Synchronized[int]) -> None:
     _done_in_worker.append(done)
 
 
-def _build_scratch(
-    events_path: Path, scratch_path: Path, name: str, until: int
-) -> projector_module.Applied:
+def _build_scratch(events_path: Path, scratch_path: Path, name: str, until: int) -> Summary:
     """In a worker: fold the log up to `until` into one projection's scratch database."""
+    started = time.monotonic()
     projection = next(p for p in discover() if name == p.NAME)
     # A chunk's changes are a million small containers, none in a reference cycle: the
     # cyclic collector, triggered by their allocation, rescanned them over and over and
@@ -238,7 +236,8 @@ def _build_scratch(
         for statement in projection.TABLE.ddl():
             if statement.startswith("CREATE INDEX"):
                 scratch.execute(statement)
-        return builder.stats[name]
+        stats = builder.stats[name]
+        return Summary(name, stats.events, stats.rows, seconds=time.monotonic() - started)
     finally:
         scratch.close()
         store.close()
@@ -308,8 +307,13 @@ def _switch(
     store: EventStore,
     projections: Sequence[Projection],
     paths: dict[str, Path],
+    built: dict[str, Summary],
 ) -> None:
-    """Replace the live tables with the scratch ones in one transaction."""
+    """Replace the live tables with the scratch ones in one transaction.
+
+    What each projection takes from the log meanwhile, and the time it takes, is added
+    to its summary in `built`.
+    """
     for projection in projections:
         main.execute(
             f"ATTACH DATABASE ? AS scratch_{projection.NAME}", (str(paths[projection.NAME]),)
@@ -321,14 +325,20 @@ def _switch(
         try:
             main.execute("UPDATE main._projections SET position = position")
             for projection in projections:
+                started = time.monotonic()
                 # The live projector is held off by the write lock now: whatever arrived
                 # in the log during the build goes into the scratch before it is copied.
                 scratch = _open_scratch(paths[projection.NAME])
                 try:
-                    projector_module.Projector(scratch, store, [projection]).catch_up(BATCH)
+                    tail = projector_module.Projector(scratch, store, [projection])
+                    tail.catch_up(BATCH)
                 finally:
                     scratch.close()
                 _replace(main, projection, f"scratch_{projection.NAME}")
+                summary = built[projection.NAME]
+                summary.events += tail.stats[projection.NAME].events
+                summary.rows += tail.stats[projection.NAME].rows
+                summary.seconds += time.monotonic() - started
             main.execute("COMMIT")
         except BaseException:
             main.execute("ROLLBACK")
@@ -364,25 +374,12 @@ def _replace(main: sqlite3.Connection, projection: Projection, scratch: str) -> 
     )
 
 
-def _summaries(
-    projections: Sequence[Projection],
-    applied: dict[str, projector_module.Applied],
-    main: sqlite3.Connection,
-    seconds: float,
-) -> list[Summary]:
+def _with_errors(summaries: list[Summary], main: sqlite3.Connection) -> list[Summary]:
+    """The summaries with each projection's error count as the switch left it."""
     errors = dict(main.execute(projector_module.COUNT_ERRORS).fetchall())
-    summaries = []
-    for projection in projections:
-        stats = applied[projection.NAME]
-        summaries.append(
-            Summary(
-                name=projection.NAME,
-                events=stats.events,
-                rows=stats.rows,
-                errors=errors.get(projection.NAME, 0),
-                seconds=round(seconds, 3),
-            )
-        )
+    for summary in summaries:
+        summary.errors = errors.get(summary.name, 0)
+        summary.seconds = round(summary.seconds, 3)
     return summaries
 
 

@@ -210,6 +210,22 @@ def test_rebuild_summary_counts(live: Live) -> None:
     assert summaries["orders"].events == 2
     assert summaries["orders"].errors == 1
     assert summaries["messages"].events == 0
+    assert all(s.seconds > 0 for s in summaries.values())
+
+
+def test_summary_counts_events_taken_in_the_switch(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events logged while the build ran are applied in the switch, and counted there."""
+    live.send("customer.created", sample("customer.created"))
+    live.send("customer.updated", sample("customer.updated"))
+    # The build sees a head of 1, as if the update arrived while it ran.
+    monkeypatch.setattr(EventStore, "head", lambda _self: 1)
+    summaries = {s.name: s for s in rebuild(live.settings, projections.discover(), io.StringIO())}
+    assert summaries["customers"].events == 2
+    assert live.conn.execute("SELECT email FROM customers").fetchall() == [
+        ("john.updated@example.com",)
+    ]
 
 
 # --- check ---------------------------------------------------------------------------------
