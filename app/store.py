@@ -17,7 +17,19 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
     from pathlib import Path
 
-DDL = """
+# Which event type each accepted signature digest arrived with: BitByBit does not sign the
+# event header, so the same signature under another type is a replay. A replay carries the
+# same `t`, so the key starts with it: new rows land near the right edge of the index
+# instead of on a random page each (a random digest key tripled commit time).
+SIGNATURE_DIGESTS_DDL = """CREATE TABLE IF NOT EXISTS signature_digests (
+    signed_at INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (signed_at, digest)
+) STRICT, WITHOUT ROWID"""
+
+DDL = f"""
 CREATE TABLE IF NOT EXISTS events (
     position INTEGER PRIMARY KEY,
     webhook_id TEXT NOT NULL UNIQUE,
@@ -33,17 +45,7 @@ BEGIN SELECT RAISE(ABORT, 'the event log is append-only: events cannot be update
 CREATE TRIGGER IF NOT EXISTS events_refuse_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'the event log is append-only: events cannot be deleted'); END;
 
--- Which event type each accepted signature digest arrived with: BitByBit does not sign
--- the event header, so the same signature under another type is a replay. A replay
--- carries the same `t`, so the key starts with it: new rows land at the right edge of
--- the index instead of on a random page each (a random digest key tripled commit time).
-CREATE TABLE IF NOT EXISTS signature_digests (
-    signed_at INTEGER NOT NULL,
-    digest TEXT NOT NULL,
-    event_type TEXT NOT NULL,
-    position INTEGER NOT NULL,
-    PRIMARY KEY (signed_at, digest)
-) STRICT, WITHOUT ROWID;
+{SIGNATURE_DIGESTS_DDL};
 
 -- Deliveries whose webhook id was already logged with a different body: never dropped
 -- silently, but never allowed to change the log either.
@@ -145,8 +147,34 @@ def connect(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
     )
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
+    _upgrade_signature_digests(conn)
     conn.executescript(DDL)
     return conn
+
+
+def _upgrade_signature_digests(conn: sqlite3.Connection) -> None:
+    """Rekey a log made by an earlier release, whose digests table was keyed by digest alone.
+
+    Its rows move to the (signed_at, digest) key in one transaction, `signed_at` taken
+    from the event each row points at; the events themselves are never touched.
+    """
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(signature_digests)")]
+    if not columns or "signed_at" in columns:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("ALTER TABLE signature_digests RENAME TO signature_digests_by_digest")
+        conn.execute(SIGNATURE_DIGESTS_DDL)
+        conn.execute(
+            "INSERT OR IGNORE INTO signature_digests (signed_at, digest, event_type, position) "
+            "SELECT events.signed_at, old.digest, old.event_type, old.position "
+            "FROM signature_digests_by_digest AS old JOIN events USING (position)"
+        )
+        conn.execute("DROP TABLE signature_digests_by_digest")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 class EventStore:

@@ -184,6 +184,46 @@ class TestAppend:
         assert [e.position for e in store.read(2, 2, until=3)] == [3]
 
 
+class TestUpgrade:
+    """A log written by an earlier release keeps working, its replay memory included."""
+
+    def test_digests_keyed_by_digest_alone_are_rekeyed(self, tmp_path: Path) -> None:
+        """The old digest-only table is moved to the (signed_at, digest) key, rows intact."""
+        path = tmp_path / "events.db"
+        old = sqlite3.connect(path)
+        old.executescript(
+            """
+            CREATE TABLE events (
+                position INTEGER PRIMARY KEY, webhook_id TEXT NOT NULL UNIQUE,
+                event_type TEXT NOT NULL, event_timestamp INTEGER, signed_at INTEGER NOT NULL,
+                received_at TEXT NOT NULL, signature TEXT NOT NULL, payload BLOB NOT NULL
+            ) STRICT;
+            CREATE TABLE signature_digests (
+                digest TEXT PRIMARY KEY, event_type TEXT NOT NULL, position INTEGER NOT NULL
+            ) STRICT, WITHOUT ROWID;
+            """
+        )
+        logged = delivery("a", event_type="order.updated")
+        old.execute(
+            "INSERT INTO events VALUES (1, 'a', 'order.updated', NULL, ?, 'x', ?, ?)",
+            (SIGNED_AT, logged.signature, logged.payload),
+        )
+        old.execute(
+            "INSERT INTO signature_digests VALUES (?, 'order.updated', 1)", (logged.digests[0],)
+        )
+        old.commit()
+        old.close()
+
+        store = EventStore.open(path)
+        try:
+            replayed = store.append([delivery("b", event_type="order.deleted")])
+            assert replayed == [AppendResult(Outcome.SIGNATURE_REPLAYED, None)]
+            assert store.append([delivery("c", b'{"v": 3}')])[0].outcome is Outcome.ACCEPTED
+        finally:
+            store.close()
+        assert [w for _, w, _, _ in event_rows(tmp_path)] == ["a", "c"]
+
+
 class TestConcurrency:
     """Racing writers never store a webhook id twice."""
 
