@@ -158,11 +158,13 @@ def _upgrade_signature_digests(conn: sqlite3.Connection) -> None:
     Its rows move to the (signed_at, digest) key in one transaction, `signed_at` taken
     from the event each row points at; the events themselves are never touched.
     """
-    columns = [row[1] for row in conn.execute("PRAGMA table_info(signature_digests)")]
-    if not columns or "signed_at" in columns:
+    if not _needs_rekey(conn):
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
+        if not _needs_rekey(conn):  # another process upgraded it meanwhile
+            conn.execute("ROLLBACK")
+            return
         conn.execute("ALTER TABLE signature_digests RENAME TO signature_digests_by_digest")
         conn.execute(SIGNATURE_DIGESTS_DDL)
         conn.execute(
@@ -175,6 +177,11 @@ def _upgrade_signature_digests(conn: sqlite3.Connection) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _needs_rekey(conn: sqlite3.Connection) -> bool:
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(signature_digests)")]
+    return bool(columns) and "signed_at" not in columns
 
 
 class EventStore:
