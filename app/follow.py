@@ -55,6 +55,7 @@ def follow(data_dir: Path, wake_fd: int) -> None:
                 # A locked or failing projections.db must not stop projecting for good:
                 # the log keeps everything and the next wake-up tries again.
                 log.exception("projector_failed")
+            gc.collect()  # also what a failed step left: a traceback is a reference cycle
             if not _wait_for_news(wake_fd, not_before=began + MIN_STEP_SECONDS):
                 return
     finally:
