@@ -124,10 +124,13 @@ class _BatchedOutput:
     """
 
     FLUSH_SECONDS = 0.2
+    # About 40 MB of lines. Should the output stall (a stuck log pipe), the oldest lines
+    # beyond it are dropped rather than memory growing without end; a line says so.
+    MAX_PENDING_LINES = 200_000
 
     def __init__(self, output: BinaryIO) -> None:
         self._output = output
-        self._lines: collections.deque[bytes] = collections.deque()
+        self._lines: collections.deque[bytes] = collections.deque(maxlen=self.MAX_PENDING_LINES)
         self.write = self._lines.append
         self._writing = threading.Lock()  # the flusher and the exit hook
         flusher = threading.Thread(target=self._flush_forever, name="log-flush", daemon=True)
@@ -140,15 +143,30 @@ class _BatchedOutput:
     def _write_out(self) -> None:
         # A deque's append and popleft are atomic: lines logged meanwhile wait for next time.
         lines = self._lines
-        with self._writing, contextlib.suppress(ValueError, OSError):
-            if lines:
-                self._output.write(b"".join([lines.popleft() for _ in range(len(lines))]))
+        with self._writing:
+            if not lines:
+                return
+            full = len(lines) == lines.maxlen
+            batch = [lines.popleft() for _ in range(len(lines))]
+            if full:
+                batch.insert(0, _DROPPED_LINE)
+            # An output that fails (closed, broken pipe) loses these lines, never data:
+            # retrying a broken pipe would only spin. A stalled one blocks here, and the
+            # bounded queue keeps memory flat meanwhile.
+            with contextlib.suppress(ValueError, OSError):
+                self._output.write(b"".join(batch))
                 self._output.flush()
 
     def _flush_forever(self) -> None:
         while True:
             time.sleep(self.FLUSH_SECONDS)
             self._write_out()
+
+
+_DROPPED_LINE = (
+    b'{"event":"log_lines_dropped","level":"warning",'
+    b'"detail":"the log output fell behind; the oldest pending lines were dropped"}\n'
+)
 
 
 def _json_bytes(event: object, **_options: object) -> bytes:

@@ -231,7 +231,9 @@ class EventStore:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
+            # The extended code: SQLITE_BUSY_RECOVERY (another process recovering the WAL
+            # after a crash) is a wait like any other.
+            if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
                 return False
             raise StoreUnavailableError(str(exc)) from exc
         except sqlite3.Error as exc:

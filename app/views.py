@@ -52,6 +52,11 @@ async def receive_webhook(request: web.Request) -> web.Response:
                 "detail": "the event log cannot be written; retry later",
             },
         )
+    except ConnectionError:
+        # The sender hung up mid-body (a timeout on its side): nothing stored, and no bug
+        # either; it will retry. The answer is for form's sake: nobody is there to read it.
+        _log_delivery(request, "client_disconnected", started)
+        return _json(400, {"error": "connection_lost", "detail": "the body did not arrive"})
     except Exception:
         # A bug, not the sender's fault: answered in the endpoint's JSON shape, and the
         # sender retries it later (nothing was acknowledged).

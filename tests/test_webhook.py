@@ -525,6 +525,23 @@ class TestUnknownRoutes:
         assert any(e["event"] == "delivery_failed" for e in logs)
 
 
+    async def test_a_sender_hanging_up_is_no_bug(
+        self, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A body cut off by the sender's hang-up is logged as such, not as a failure."""
+
+        async def hung_up(*_args: object) -> bytes:
+            raise ConnectionResetError
+
+        monkeypatch.setattr("app.views._read_body", hung_up)
+        with capture_logs() as logs:
+            status, _ = await post(client, BODY, signed_headers(BODY))
+        assert status == 400
+        assert [e["outcome"] for e in logs if e["event"] == "delivery"] == ["client_disconnected"]
+        assert not any(e["event"] == "delivery_failed" for e in logs)
+        assert event_rows(tmp_path) == []
+
+
 class TestSecretsStayHidden:
     """Secrets and raw bodies never leave the process."""
 
