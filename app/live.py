@@ -31,6 +31,8 @@ log = structlog.get_logger("app.live")
 
 RESTART_SECONDS = 1.0
 STOP_SECONDS = 10.0
+# How long /readyz and /metrics wait for the projections to open before leaving them out.
+REPORT_WAIT_SECONDS = 2.0
 
 
 class LiveProjector:
@@ -45,6 +47,7 @@ class LiveProjector:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="projections")
         self._process: asyncio.subprocess.Process | None = None
         self._projector: projector_module.Projector | None = None
+        self._opened = asyncio.Event()
 
     def notify(self, _head: int) -> None:
         """The log has new events: wake the follower (never blocks; a full pipe is fine)."""
@@ -53,7 +56,15 @@ class LiveProjector:
             process.stdin.write(b".")
 
     async def report(self) -> list[dict[str, Any]]:
-        """Each projection's position, lag, errors and staleness; also sets the gauges."""
+        """Each projection's position, lag, errors and staleness; also sets the gauges.
+
+        Empty while the projections are still being opened (see `running`), after
+        waiting `REPORT_WAIT_SECONDS` for them.
+        """
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._opened.wait(), REPORT_WAIT_SECONDS)
+        if self._projector is None:
+            return []
         loop = asyncio.get_running_loop()
         statuses = await loop.run_in_executor(self._executor, self._statuses)
         for status in statuses:
@@ -108,18 +119,35 @@ class LiveProjector:
             log.error("follower_exited", returncode=code)
             await asyncio.sleep(RESTART_SECONDS)
 
+    async def _open_then_follow(self) -> None:
+        """Install the projections, then run the follower; retried while that fails."""
+        loop = asyncio.get_running_loop()
+        while self._projector is None:
+            try:
+                self._projector = await loop.run_in_executor(self._executor, self._open)
+            except Exception:
+                # The endpoint does not need the projections: it keeps taking deliveries,
+                # and they are projected once projections.db can be opened.
+                log.exception("projections_unavailable")
+                await asyncio.sleep(RESTART_SECONDS)
+        self._opened.set()
+        await self._supervise()
+
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[LiveProjector]:
-        """Install the projections, run the follower, stop it cleanly on exit."""
+        """Open the projections and run the follower in the background; stop on exit.
+
+        Deliveries are taken from the start: a projections.db held by a rebuild's switch,
+        or one that cannot be opened at all, delays projecting, never the endpoint.
+        """
         loop = asyncio.get_running_loop()
-        self._projector = await loop.run_in_executor(self._executor, self._open)
-        supervisor = asyncio.create_task(self._supervise(), name="follower")
+        follower = asyncio.create_task(self._open_then_follow(), name="follower")
         try:
             yield self
         finally:
-            supervisor.cancel()
+            follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await supervisor
+                await follower
             await self._stop_follower()
             await loop.run_in_executor(self._executor, self._close)
             self._executor.shutdown(wait=True)

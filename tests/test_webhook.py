@@ -423,6 +423,33 @@ class TestStoreUnavailable:
             assert 'bitbybit_rejections_total{code="store_unavailable"} 1.0' in await resp.text()
 
 
+class TestStartup:
+    """The endpoint never waits on projections.db."""
+
+    async def test_deliveries_are_taken_while_projections_db_is_locked(
+        self, make_client: MakeClient, settings: Settings
+    ) -> None:
+        """Started while another process holds projections.db (a rebuild's switch, say)."""
+        locker = sqlite3.connect(settings.projections_path, isolation_level=None)
+        locker.execute("PRAGMA journal_mode=WAL")
+        locker.execute("BEGIN IMMEDIATE")
+        try:
+            client = await make_client(settings)
+            assert (await post(client, BODY, signed_headers(BODY)))[0] == 200
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        # Once the lock is gone the projections open and take the delivery.
+        deadline = time.monotonic() + 20
+        while True:
+            async with client.get("/readyz") as resp:
+                projections = (await resp.json())["projections"]
+            if projections and all(p["lag"] == 0 for p in projections):
+                break
+            assert time.monotonic() < deadline, projections
+            await asyncio.sleep(0.05)
+
+
 class TestOtherRoutes:
     """/healthz, /readyz and /metrics."""
 
