@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
-from projections._rules import carries_list, json_text
+from projections._payloads import Deleted
+from projections._rules import carries_list, event_time, event_version, json_text
 
 if TYPE_CHECKING:
     import sqlite3
@@ -158,6 +159,37 @@ class Change:
     # Set when every register carries this one version (an event's own fields): a change
     # newer than all of an entity's state then folds in as one dict update.
     version: str | None = None
+
+
+_KEY_FIELD = frozenset({"id"})  # the entity's key, not a column
+_deleted = msgspec.json.Decoder(Deleted)
+
+
+def updated_entity(  # noqa: PLR0913 - the key, the payload and how it flattens
+    key: str,
+    updated_at: object,
+    payload: msgspec.Struct,
+    event: Event,
+    *,
+    nested: dict[str, str] | None = None,
+    children: Sequence[ChildTable] = (),
+) -> Change:
+    """What a `*.created` or `*.updated` event says of its entity: every field it carries.
+
+    Every register carries the event's one version, (`updatedAt`, timestamp header,
+    webhook id), and the change says so: the fold takes a change newer than the whole
+    state in one update.
+    """
+    version = event_version(updated_at, event.event_timestamp, event.webhook_id)
+    registers = carried(
+        payload, version, event.event_type, skip=_KEY_FIELD, nested=nested, children=children
+    )
+    return Change(key, registers, version=version)
+
+
+def deleted_entity(event: Event) -> Change:
+    """What a `*.deleted` event says: its entity is deleted as of the event's time."""
+    return Change(_deleted.decode(event.payload).id, deleted_at=event_time(event))
 
 
 def carried(  # noqa: PLR0913 - keyword-only options of one flattening rule

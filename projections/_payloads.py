@@ -24,3 +24,9 @@ class PostalAddress(Struct, rename="camel"):
     province: Text = UNSET
     country: Text = UNSET
     zip: Text = UNSET
+
+
+class Deleted(Struct):
+    """The body of `customer.deleted` and `product.deleted`: the id alone."""
+
+    id: str

@@ -12,9 +12,15 @@ from __future__ import annotations
 import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
-from projections._fold import Change, ChildTable, EntityTable, Event, carried
+from projections._fold import (
+    Change,
+    ChildTable,
+    EntityTable,
+    Event,
+    deleted_entity,
+    updated_entity,
+)
 from projections._payloads import PostalAddress, Text
-from projections._rules import event_time, event_version
 
 NAME = "customers"
 # 2: registers stored in the compact state encoding (one copy of each version).
@@ -78,14 +84,7 @@ class Customer(Struct, rename="camel"):
     updated_at: Text = UNSET
 
 
-class Deleted(Struct):
-    """The body of `customer.deleted`."""
-
-    id: str
-
-
 _customer = msgspec.json.Decoder(Customer)
-_deleted = msgspec.json.Decoder(Deleted)
 
 
 def apply(event: Event) -> list[Change]:
@@ -93,12 +92,12 @@ def apply(event: Event) -> list[Change]:
     match event.event_type:
         case "customer.created" | "customer.updated":
             customer = _customer.decode(event.payload)
-            version = event_version(customer.updated_at, event.event_timestamp, event.webhook_id)
-            registers = carried(
-                customer, version, event.event_type, skip=frozenset({"id"}), children=[ADDRESSES]
-            )
-            return [Change(customer.id, registers, version=version)]
+            return [
+                updated_entity(
+                    customer.id, customer.updated_at, customer, event, children=[ADDRESSES]
+                )
+            ]
         case "customer.deleted":
-            return [Change(_deleted.decode(event.payload).id, deleted_at=event_time(event))]
+            return [deleted_entity(event)]
         case _:
             return []

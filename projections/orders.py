@@ -14,9 +14,8 @@ from __future__ import annotations
 import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
-from projections._fold import Change, ChildTable, EntityTable, Event, carried
+from projections._fold import Change, ChildTable, EntityTable, Event, updated_entity
 from projections._payloads import Amount, PostalAddress, Text
-from projections._rules import event_version
 
 NAME = "orders"
 # 2: registers stored in the compact state encoding (one copy of each version).
@@ -110,15 +109,10 @@ def apply(event: Event) -> list[Change]:
     match event.event_type:
         case "order.created" | "order.updated":
             order = _order.decode(event.payload)
-            version = event_version(order.updated_at, event.event_timestamp, event.webhook_id)
-            registers = carried(
-                order,
-                version,
-                event.event_type,
-                skip=frozenset({"id"}),
-                nested=_NESTED,
-                children=[LINE_ITEMS],
-            )
-            return [Change(order.id, registers, version=version)]
+            return [
+                updated_entity(
+                    order.id, order.updated_at, order, event, nested=_NESTED, children=[LINE_ITEMS]
+                )
+            ]
         case _:
             return []

@@ -13,9 +13,15 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
-from projections._fold import Change, ChildTable, EntityTable, Event, carried
+from projections._fold import (
+    Change,
+    ChildTable,
+    EntityTable,
+    Event,
+    deleted_entity,
+    updated_entity,
+)
 from projections._payloads import Text
-from projections._rules import event_time, event_version
 
 NAME = "products"
 # 2: registers stored in the compact state encoding (one copy of each version).
@@ -77,14 +83,7 @@ class Product(Struct, rename="camel"):
     updated_at: Text = UNSET
 
 
-class Deleted(Struct):
-    """The body of `product.deleted`."""
-
-    id: str
-
-
 _product = msgspec.json.Decoder(Product)
-_deleted = msgspec.json.Decoder(Deleted)
 
 
 def apply(event: Event) -> list[Change]:
@@ -92,12 +91,10 @@ def apply(event: Event) -> list[Change]:
     match event.event_type:
         case "product.created" | "product.updated":
             product = _product.decode(event.payload)
-            version = event_version(product.updated_at, event.event_timestamp, event.webhook_id)
-            registers = carried(
-                product, version, event.event_type, skip=frozenset({"id"}), children=[VARIANTS]
-            )
-            return [Change(product.id, registers, version=version)]
+            return [
+                updated_entity(product.id, product.updated_at, product, event, children=[VARIANTS])
+            ]
         case "product.deleted":
-            return [Change(_deleted.decode(event.payload).id, deleted_at=event_time(event))]
+            return [deleted_entity(event)]
         case _:
             return []
