@@ -84,7 +84,7 @@ SELECT_RANGE = (
 
 # SQLite's limit on host parameters is 32766 by default (999 before 3.32); stay below it.
 _LOOKUP_CHUNK = 500
-_ROWS_PER_INSERT = 100
+_ROWS_PER_INSERT = 100  # at most 8 values a row: 800 parameters
 # How long a writer waits for another one (an import, a backup) to release the log.
 BUSY_TIMEOUT_MS = 30_000
 
@@ -418,8 +418,9 @@ def _insert_rows(
 ) -> None:
     """`insert` (ending in one VALUES tuple) for all `rows`, many rows per statement.
 
-    One statement per row would hand the GIL back at every row; the writer thread would
-    then wait on request handling for each one.
+    Each row of `executemany` is a statement step of its own, and every step releases
+    the GIL and takes it back, on the event loop's thread where the batch is written;
+    a batch's rows in one statement do that once.
     """
     if not rows:
         return
