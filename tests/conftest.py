@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import hypothesis
 import pytest
@@ -59,29 +59,34 @@ def signed_headers(
     return headers
 
 
-def event_rows(data_dir: Path) -> list[tuple[int, str, str, bytes]]:
-    """`(position, webhook_id, event_type, payload)` of every logged event, read directly."""
+def log_rows(data_dir: Path, query: str) -> list[tuple[Any, ...]]:
+    """The rows of `query` on the log in `data_dir`, read on a connection of its own.
+
+    None while there is no log yet: reading must not create the file.
+    """
     path = data_dir / "events.db"
     if not path.exists():
         return []
     conn = sqlite3.connect(path)
     try:
-        return conn.execute(
-            "SELECT position, webhook_id, event_type, payload FROM events ORDER BY position"
-        ).fetchall()
+        return conn.execute(query).fetchall()
     finally:
         conn.close()
 
 
-def conflict_rows(data_dir: Path) -> list[tuple[str, int, bytes]]:
+def event_rows(data_dir: Path) -> list[tuple[Any, ...]]:
+    """`(position, webhook_id, event_type, payload)` of every logged event, read directly."""
+    return log_rows(
+        data_dir, "SELECT position, webhook_id, event_type, payload FROM events ORDER BY position"
+    )
+
+
+def conflict_rows(data_dir: Path) -> list[tuple[Any, ...]]:
     """`(webhook_id, logged_position, payload)` of every conflicting duplicate kept aside."""
-    conn = sqlite3.connect(data_dir / "events.db")
-    try:
-        return conn.execute(
-            "SELECT webhook_id, logged_position, payload FROM conflicting_duplicates ORDER BY id"
-        ).fetchall()
-    finally:
-        conn.close()
+    return log_rows(
+        data_dir,
+        "SELECT webhook_id, logged_position, payload FROM conflicting_duplicates ORDER BY id",
+    )
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests._serve import DEADLINE_SECONDS, ServeProcess, wait_until
-from tests.conftest import signed_headers
+from tests.conftest import log_rows, signed_headers
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -32,11 +32,7 @@ def servers() -> Iterator[list[ServeProcess]]:
 
 
 def logged(data_dir: Path) -> dict[str, tuple[int, bytes]]:
-    conn = sqlite3.connect(data_dir / "events.db")
-    try:
-        rows = conn.execute("SELECT webhook_id, position, payload FROM events").fetchall()
-    finally:
-        conn.close()
+    rows = log_rows(data_dir, "SELECT webhook_id, position, payload FROM events")
     return {w: (p, b) for w, p, b in rows}
 
 

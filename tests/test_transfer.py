@@ -16,7 +16,7 @@ from app.rebuild import rebuild
 from app.settings import Settings
 from app.signature import parse_header, sign
 from app.store import Delivery, EventStore
-from tests.conftest import OTHER_SECRET, SECRET
+from tests.conftest import OTHER_SECRET, SECRET, log_rows
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -108,27 +108,15 @@ def _populate(data_dir: Path, deliveries: list[Delivery] = SAMPLE) -> None:
 
 def _events(data_dir: Path) -> Rows:
     """Every logged row without its position, in log order."""
-    path = data_dir / "events.db"
-    if not path.exists():
-        return []
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(
-            "SELECT webhook_id, event_type, event_timestamp, signed_at, received_at, "
-            "signature, payload FROM events ORDER BY position"
-        ).fetchall()
-    finally:
-        conn.close()
+    return log_rows(
+        data_dir,
+        "SELECT webhook_id, event_type, event_timestamp, signed_at, received_at, "
+        "signature, payload FROM events ORDER BY position",
+    )
 
 
 def _digests(data_dir: Path) -> Rows:
-    conn = sqlite3.connect(data_dir / "events.db")
-    try:
-        return conn.execute(
-            "SELECT digest, event_type FROM signature_digests ORDER BY digest"
-        ).fetchall()
-    finally:
-        conn.close()
+    return log_rows(data_dir, "SELECT digest, event_type FROM signature_digests ORDER BY digest")
 
 
 def _tables(data_dir: Path) -> dict[str, Rows]:

@@ -14,7 +14,14 @@ from structlog.testing import capture_logs
 from app import store as store_module
 from app.settings import Settings
 from projections import discover
-from tests.conftest import OTHER_SECRET, SECRET, conflict_rows, event_rows, signed_headers
+from tests.conftest import (
+    OTHER_SECRET,
+    SECRET,
+    conflict_rows,
+    event_rows,
+    log_rows,
+    signed_headers,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -317,12 +324,11 @@ class TestAccepted:
         """When the 200 arrives the row is already readable by another connection."""
         headers = signed_headers(BODY, webhook_id="wh_1", event_timestamp="1705314600")
         assert await post(client, BODY, headers) == (200, {"status": "accepted", "position": 1})
-        conn = sqlite3.connect(tmp_path / "events.db")
-        row = conn.execute(
+        (row,) = log_rows(
+            tmp_path,
             "SELECT webhook_id, event_type, event_timestamp, signed_at, received_at, "
-            "signature, payload FROM events"
-        ).fetchone()
-        conn.close()
+            "signature, payload FROM events",
+        )
         webhook_id, event_type, event_timestamp, signed_at, received_at, signature, payload = row
         assert (webhook_id, event_type, event_timestamp) == ("wh_1", "order.created", 1705314600)
         assert signature == headers["X-BitByBit-Webhook-Signature"]
@@ -337,9 +343,7 @@ class TestAccepted:
         """An absent or non-integer timestamp header stores NULL but still accepts."""
         status, _ = await post(client, BODY, signed_headers(BODY, event_timestamp=value))
         assert status == 200
-        conn = sqlite3.connect(tmp_path / "events.db")
-        assert conn.execute("SELECT event_timestamp FROM events").fetchall() == [(None,)]
-        conn.close()
+        assert log_rows(tmp_path, "SELECT event_timestamp FROM events") == [(None,)]
 
     @pytest.mark.parametrize(
         ("event", "body"),
