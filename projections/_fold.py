@@ -324,23 +324,7 @@ def write_changes(
     for key, key_changes in by_key.items():
         known = key in states
         state = states.setdefault(key, {})
-        changed: set[str] = set()
-        # The newest version in the state, worked out when a change could use it: a log
-        # read in position order mostly brings each entity's changes oldest first, and a
-        # change newer than the whole state folds in as one dict update.
-        newest: str | None = None
-        for change in key_changes:
-            version = change.version
-            if version is not None and change.deleted_at is None:
-                if newest is None:
-                    newest = max((register[1] for register in state.values()), default="")
-                if version > newest:
-                    state.update(change.registers)  # type: ignore[arg-type]
-                    changed.update(change.registers)
-                    newest = version
-                    continue
-            changed |= merge(state, change)
-            newest = None
+        changed = _fold_entity(state, key_changes)
         # Any event naming an id makes its row exist, even one that carries no field.
         if changed or not known:
             dirty[key] = changed
@@ -352,6 +336,35 @@ def write_changes(
         )
         written += len(history_rows)
     return written
+
+
+def _fold_entity(state: dict[str, list[Any]], changes: list[Change]) -> set[str]:
+    """Fold one entity's changes into its state; return the columns they overwrote."""
+    changed: set[str] = set()
+    # The newest version in the state, worked out when a change could use it: a log
+    # read in position order mostly brings each entity's changes oldest first, and a
+    # change newer than the whole state folds in as one dict update.
+    newest: str | None = None
+    for change in changes:
+        version = change.version
+        if not state and change.deleted_at is None:
+            # Nothing stored yet: every register wins, whatever its version (the
+            # first event of each message, whose registers have versions of their own).
+            state.update(change.registers)  # type: ignore[arg-type]
+            changed.update(change.registers)
+            newest = version
+            continue
+        if version is not None and change.deleted_at is None:
+            if newest is None:
+                newest = max((register[1] for register in state.values()), default="")
+            if version > newest:
+                state.update(change.registers)  # type: ignore[arg-type]
+                changed.update(change.registers)
+                newest = version
+                continue
+        changed |= merge(state, change)
+        newest = None
+    return changed
 
 
 def _load_states(
