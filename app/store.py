@@ -413,9 +413,7 @@ def _row(d: Delivery) -> tuple[object, ...]:
     )
 
 
-def _insert_rows(
-    conn: sqlite3.Connection, insert: str, rows: Sequence[tuple[object, ...]]
-) -> None:
+def _insert_rows(conn: sqlite3.Connection, insert: str, rows: Sequence[tuple[object, ...]]) -> None:
     """`insert` (ending in one VALUES tuple) for all `rows`, many rows per statement.
 
     Each row of `executemany` is a statement step of its own, and every step releases

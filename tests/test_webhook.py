@@ -420,9 +420,7 @@ class TestStoreUnavailable:
             status, answer = await post(client, body, signed_headers(body))
         assert (status, answer["error"]) == (503, "store_unavailable")
         assert event_rows(tmp_path) == []
-        assert any(
-            e["event"] == "delivery" and e["outcome"] == "store_unavailable" for e in logs
-        )
+        assert any(e["event"] == "delivery" and e["outcome"] == "store_unavailable" for e in logs)
         async with client.get("/metrics") as resp:
             assert 'bitbybit_rejections_total{code="store_unavailable"} 1.0' in await resp.text()
 
@@ -485,8 +483,7 @@ class TestOtherRoutes:
                 return resp.status
 
         deliveries = [
-            post(client, BODY, signed_headers(BODY, webhook_id=f"wh_burst_{i}"))
-            for i in range(150)
+            post(client, BODY, signed_headers(BODY, webhook_id=f"wh_burst_{i}")) for i in range(150)
         ]
         probes = [probe() for _ in range(30)]
         answers = await asyncio.gather(*deliveries, *probes)
@@ -554,7 +551,6 @@ class TestUnknownRoutes:
         assert (status, answer["error"]) == (500, "internal_error")
         assert event_rows(tmp_path) == []
         assert any(e["event"] == "delivery_failed" for e in logs)
-
 
     async def test_a_sender_hanging_up_is_no_bug(
         self, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
