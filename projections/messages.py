@@ -20,8 +20,8 @@ from projections._payloads import Text
 from projections._rules import event_time, event_version, status_version
 
 NAME = "messages"
-# 2: registers stored in the compact state encoding (one copy of each version).
-VERSION = 2
+# 3: the stored state keeps register versions only; the values are the row itself.
+VERSION = 3
 EVENT_TYPES = frozenset({"message.received", "message.status.updated"})
 
 TABLE = EntityTable(

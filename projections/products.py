@@ -24,8 +24,8 @@ from projections._fold import (
 from projections._payloads import Text
 
 NAME = "products"
-# 2: registers stored in the compact state encoding (one copy of each version).
-VERSION = 2
+# 3: the stored state keeps register versions only; the values are the row itself.
+VERSION = 3
 EVENT_TYPES = frozenset({"product.created", "product.updated", "product.deleted"})
 
 VARIANTS = ChildTable(
