@@ -13,23 +13,13 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from app import digests as digest_log
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
     from pathlib import Path
 
-# Which event type each accepted signature digest arrived with: BitByBit does not sign the
-# event header, so the same signature under another type is a replay. A replay carries the
-# same `t`, so the key starts with it: new rows land near the right edge of the index
-# instead of on a random page each (a random digest key tripled commit time).
-SIGNATURE_DIGESTS_DDL = """CREATE TABLE IF NOT EXISTS signature_digests (
-    signed_at INTEGER NOT NULL,
-    digest TEXT NOT NULL,
-    event_type TEXT NOT NULL,
-    position INTEGER NOT NULL,
-    PRIMARY KEY (signed_at, digest)
-) STRICT, WITHOUT ROWID"""
-
-DDL = f"""
+DDL = """
 CREATE TABLE IF NOT EXISTS events (
     position INTEGER PRIMARY KEY,
     webhook_id TEXT NOT NULL UNIQUE,
@@ -45,7 +35,6 @@ BEGIN SELECT RAISE(ABORT, 'the event log is append-only: events cannot be update
 CREATE TRIGGER IF NOT EXISTS events_refuse_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'the event log is append-only: events cannot be deleted'); END;
 
-{SIGNATURE_DIGESTS_DDL};
 
 -- Deliveries whose webhook id was already logged with a different body: never dropped
 -- silently, but never allowed to change the log either.
@@ -64,10 +53,6 @@ CREATE TABLE IF NOT EXISTS conflicting_duplicates (
 
 _COLUMNS = "webhook_id, event_type, event_timestamp, signed_at, received_at, signature, payload"
 INSERT_EVENT = f"INSERT INTO events (position, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-INSERT_DIGEST = (
-    "INSERT OR IGNORE INTO signature_digests (signed_at, digest, event_type, position) "
-    "VALUES (?, ?, ?, ?)"
-)
 INSERT_CONFLICT = (
     f"INSERT INTO conflicting_duplicates (logged_position, {_COLUMNS}) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -147,41 +132,39 @@ def connect(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
     )
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
-    _upgrade_signature_digests(conn)
     conn.executescript(DDL)
+    conn.executescript(digest_log.DDL)
+    _move_digests_of_earlier_releases(conn)
     return conn
 
 
-def _upgrade_signature_digests(conn: sqlite3.Connection) -> None:
-    """Rekey a log made by an earlier release, whose digests table was keyed by digest alone.
+def _move_digests_of_earlier_releases(conn: sqlite3.Connection) -> None:
+    """Move a log's digests from the table earlier releases kept them in, in one transaction.
 
-    Its rows move to the (signed_at, digest) key in one transaction, `signed_at` taken
-    from the event each row points at; the events themselves are never touched.
+    That table was keyed by the digest (and by signing time before it); it has the
+    digest, event type and position columns either way, and `signed_at` is taken from
+    the event each row points at. The events themselves are never touched.
     """
-    if not _needs_rekey(conn):
+    if not _has_old_digests(conn):
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
-        if not _needs_rekey(conn):  # another process upgraded it meanwhile
-            conn.execute("ROLLBACK")
-            return
-        conn.execute("ALTER TABLE signature_digests RENAME TO signature_digests_by_digest")
-        conn.execute(SIGNATURE_DIGESTS_DDL)
-        conn.execute(
-            "INSERT OR IGNORE INTO signature_digests (signed_at, digest, event_type, position) "
-            "SELECT events.signed_at, old.digest, old.event_type, old.position "
-            "FROM signature_digests_by_digest AS old JOIN events USING (position)"
-        )
-        conn.execute("DROP TABLE signature_digests_by_digest")
+        if _has_old_digests(conn):  # unless another process moved them meanwhile
+            conn.execute(
+                "INSERT INTO accepted_digests (signed_at, digest, event_type, position) "
+                "SELECT events.signed_at, old.digest, old.event_type, old.position "
+                "FROM signature_digests AS old JOIN events USING (position) "
+                "ORDER BY old.position"
+            )
+            conn.execute("DROP TABLE signature_digests")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
 
 
-def _needs_rekey(conn: sqlite3.Connection) -> bool:
-    columns = [row[1] for row in conn.execute("PRAGMA table_info(signature_digests)")]
-    return bool(columns) and "signed_at" not in columns
+def _has_old_digests(conn: sqlite3.Connection) -> bool:
+    return bool(conn.execute("PRAGMA table_info(signature_digests)").fetchall())
 
 
 class EventStore:
@@ -189,6 +172,7 @@ class EventStore:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self._digests = digest_log.DigestMemory()
 
     @classmethod
     def open(cls, path: Path, *, synchronous: str = "FULL") -> EventStore:
@@ -297,7 +281,7 @@ class EventStore:
                 digests.append((signed_at, digest, event_type, position))
             results.append(AppendResult(Outcome.ACCEPTED, position))
         _insert_rows(conn, INSERT_EVENT, events)
-        _insert_rows(conn, INSERT_DIGEST, digests)
+        _insert_rows(conn, digest_log.INSERT, digests)
         _insert_rows(conn, INSERT_CONFLICT, conflicts)
         return results
 
@@ -313,23 +297,9 @@ class EventStore:
         return found
 
     def _digest_types(self, batch: Sequence[Delivery]) -> dict[tuple[int, str], str]:
-        """The event types already logged under any of the batch's (signed_at, digest) keys.
-
-        One statement per signing second: a live batch spans a second or two.
-        """
-        by_second: dict[int, set[str]] = {}
-        for d in batch:
-            by_second.setdefault(d.signed_at, set()).update(d.digests)
-        found: dict[tuple[int, str], str] = {}
-        for signed_at, digests in by_second.items():
-            for chunk in _chunks(list(digests)):
-                rows = self._conn.execute(
-                    "SELECT digest, event_type FROM signature_digests "
-                    f"WHERE signed_at = ? AND digest IN ({','.join('?' * len(chunk))})",
-                    [signed_at, *chunk],
-                )
-                found.update(((signed_at, g), e) for g, e in rows)
-        return found
+        """The event types already logged under any of the batch's (signed_at, digest) keys."""
+        keys = {(d.signed_at, digest) for d in batch for digest in d.digests}
+        return self._digests.event_types(self._conn, keys)
 
     def head(self) -> int:
         """The position of the newest event, 0 for an empty log."""

@@ -8,8 +8,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+import msgspec
 import pytest
 
+from app.digests import DigestMemory
 from app.metrics import Metrics
 from app.signature import compute_digest
 from app.store import (
@@ -21,7 +23,7 @@ from app.store import (
     connect,
 )
 from app.writer import GroupCommitWriter
-from tests.conftest import SECRET, conflict_rows, event_rows
+from tests.conftest import SECRET, conflict_rows, event_rows, log_rows
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -184,23 +186,102 @@ class TestAppend:
         assert [e.position for e in store.read(2, 2, until=3)] == [3]
 
 
+class TestReplayMemory:
+    """The replay check sees every accepted digest, whoever wrote it and whenever."""
+
+    def test_a_digest_another_writer_accepted_meanwhile(self, tmp_path: Path) -> None:
+        """A second held in memory also learns what another process (an import) appended."""
+        serving, importing = (EventStore.open(tmp_path / "events.db") for _ in range(2))
+        try:
+            serving.append([delivery("a", b'{"id": 0}')])  # the second is now in memory
+            importing.append([delivery("b", event_type="order.updated")])
+            replayed = serving.append([delivery("c", event_type="order.deleted")])
+            assert replayed == [AppendResult(Outcome.SIGNATURE_REPLAYED, None)]
+        finally:
+            serving.close()
+            importing.close()
+
+    def test_after_a_restart(self, tmp_path: Path) -> None:
+        """A new process reads what the last one accepted."""
+        first = EventStore.open(tmp_path / "events.db")
+        first.append([delivery("a", event_type="order.updated")])
+        first.close()
+        second = EventStore.open(tmp_path / "events.db")
+        try:
+            replayed = second.append([delivery("b", event_type="order.deleted")])
+            assert replayed == [AppendResult(Outcome.SIGNATURE_REPLAYED, None)]
+        finally:
+            second.close()
+
+    def test_a_second_dropped_from_memory_is_read_again(
+        self, store: EventStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Memory holds a few seconds; an older one is looked up in the table."""
+        monkeypatch.setattr(DigestMemory, "MAX_SECONDS", 2)
+        store.append([delivery("a", event_type="order.updated")])
+        for offset in range(1, 4):
+            later = delivery(f"later{offset}", f'{{"n": {offset}}}'.encode())
+            store.append([msgspec.structs.replace(later, signed_at=SIGNED_AT + offset)])
+        replayed = store.append([delivery("b", event_type="order.deleted")])
+        assert replayed == [AppendResult(Outcome.SIGNATURE_REPLAYED, None)]
+
+    def test_a_large_append_elsewhere_is_read_again(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Too many rows appended meanwhile to take in one by one: memory starts afresh."""
+        monkeypatch.setattr(DigestMemory, "MAX_CATCH_UP_ROWS", 2)
+        serving, importing = (EventStore.open(tmp_path / "events.db") for _ in range(2))
+        try:
+            serving.append([delivery("a", b'{"id": 0}')])
+            importing.append(
+                [delivery(f"i{n}", f'{{"n": {n}}}'.encode()) for n in range(3)]
+                + [delivery("b", event_type="order.updated")]
+            )
+            replayed = serving.append([delivery("c", event_type="order.deleted")])
+            assert replayed == [AppendResult(Outcome.SIGNATURE_REPLAYED, None)]
+        finally:
+            serving.close()
+            importing.close()
+
+
+# Each earlier release's table, and how it held the first event's digest.
+OLD_DIGEST_TABLES = {
+    "keyed by digest": (
+        """CREATE TABLE signature_digests (
+            digest TEXT PRIMARY KEY, event_type TEXT NOT NULL, position INTEGER NOT NULL
+        ) STRICT, WITHOUT ROWID""",
+        "INSERT INTO signature_digests VALUES (?, 'order.updated', 1)",
+    ),
+    "keyed by signing time and digest": (
+        """CREATE TABLE signature_digests (
+            signed_at INTEGER NOT NULL, digest TEXT NOT NULL, event_type TEXT NOT NULL,
+            position INTEGER NOT NULL, PRIMARY KEY (signed_at, digest)
+        ) STRICT, WITHOUT ROWID""",
+        f"INSERT INTO signature_digests VALUES ({SIGNED_AT}, ?, 'order.updated', 1)",
+    ),
+}
+
+
 class TestUpgrade:
     """A log written by an earlier release keeps working, its replay memory included."""
 
-    def test_digests_keyed_by_digest_alone_are_rekeyed(self, tmp_path: Path) -> None:
-        """The old digest-only table is moved to the (signed_at, digest) key, rows intact."""
+    @pytest.mark.parametrize(
+        ("old_table", "old_row"), OLD_DIGEST_TABLES.values(), ids=OLD_DIGEST_TABLES
+    )
+    def test_digests_of_earlier_releases_are_moved(
+        self, tmp_path: Path, old_table: str, old_row: str
+    ) -> None:
+        """The old digest table's rows move to `accepted_digests`, and replays still fail."""
         path = tmp_path / "events.db"
         old = sqlite3.connect(path)
         old.executescript(
-            """
+            f"""
             CREATE TABLE events (
                 position INTEGER PRIMARY KEY, webhook_id TEXT NOT NULL UNIQUE,
                 event_type TEXT NOT NULL, event_timestamp INTEGER, signed_at INTEGER NOT NULL,
                 received_at TEXT NOT NULL, signature TEXT NOT NULL, payload BLOB NOT NULL
             ) STRICT;
-            CREATE TABLE signature_digests (
-                digest TEXT PRIMARY KEY, event_type TEXT NOT NULL, position INTEGER NOT NULL
-            ) STRICT, WITHOUT ROWID;
+            {old_table};
             """
         )
         logged = delivery("a", event_type="order.updated")
@@ -208,9 +289,7 @@ class TestUpgrade:
             "INSERT INTO events VALUES (1, 'a', 'order.updated', NULL, ?, 'x', ?, ?)",
             (SIGNED_AT, logged.signature, logged.payload),
         )
-        old.execute(
-            "INSERT INTO signature_digests VALUES (?, 'order.updated', 1)", (logged.digests[0],)
-        )
+        old.execute(old_row, (logged.digests[0],))
         old.commit()
         old.close()
 
@@ -222,6 +301,8 @@ class TestUpgrade:
         finally:
             store.close()
         assert [w for _, w, _, _ in event_rows(tmp_path)] == ["a", "c"]
+        tables = log_rows(tmp_path, "SELECT name FROM sqlite_master WHERE type = 'table'")
+        assert ("signature_digests",) not in tables
 
 
 class TestConcurrency:

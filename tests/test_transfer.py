@@ -116,7 +116,7 @@ def _events(data_dir: Path) -> Rows:
 
 
 def _digests(data_dir: Path) -> Rows:
-    return log_rows(data_dir, "SELECT digest, event_type FROM signature_digests ORDER BY digest")
+    return log_rows(data_dir, "SELECT digest, event_type FROM accepted_digests ORDER BY digest")
 
 
 def _tables(data_dir: Path) -> dict[str, Rows]:

@@ -1,0 +1,99 @@
+"""The replay memory: which event type each accepted signature digest arrived with.
+
+BitByBit does not sign the event header, so the same signature under another event type
+is a replay (SPEC §3). Every accepted digest is a row of `accepted_digests`, appended in
+log order: a table keyed by the digest put each new row on a random page, and those
+pages were half of what every commit wrote. Rows are found by signing second instead (a
+replay carries the same `t`), and the seconds being looked up are kept in memory, kept
+current at each batch from the rows appended since (by this process or another, such as
+an import).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Iterable
+
+DDL = """
+CREATE TABLE IF NOT EXISTS accepted_digests (
+    signed_at INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    position INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS accepted_digests_by_signed_at ON accepted_digests (signed_at);
+"""
+INSERT = (
+    "INSERT INTO accepted_digests (signed_at, digest, event_type, position) VALUES (?, ?, ?, ?)"
+)
+
+
+class DigestMemory:
+    """The accepted digests of the signing seconds looked up lately, by second.
+
+    Used only inside the log's write transaction, which is what keeps it exact: no other
+    writer can append meanwhile, and each lookup first takes in every row appended since
+    the last one. A second not in memory is read from the table whole.
+    """
+
+    # Live deliveries are signed within a second or two of now; a few more cover the
+    # stragglers. Memory holds at most this many seconds' worth of digests.
+    MAX_SECONDS = 16
+    MAX_CATCH_UP_ROWS = 10_000
+
+    def __init__(self) -> None:
+        self._seconds: dict[int, dict[str, str]] = {}
+        self._last_row = 0
+
+    def event_types(
+        self, conn: sqlite3.Connection, keys: Iterable[tuple[int, str]]
+    ) -> dict[tuple[int, str], str]:
+        """The event type each of the (signed_at, digest) `keys` was accepted with, if any."""
+        self._catch_up(conn)
+        found: dict[tuple[int, str], str] = {}
+        for signed_at, digest in keys:
+            event_type = self._second(conn, signed_at).get(digest)
+            if event_type is not None:
+                found[signed_at, digest] = event_type
+        return found
+
+    def _catch_up(self, conn: sqlite3.Connection) -> None:
+        rows = []
+        if self._seconds:
+            rows = conn.execute(
+                "SELECT rowid, signed_at, digest, event_type FROM accepted_digests "
+                "WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                (self._last_row, self.MAX_CATCH_UP_ROWS),
+            ).fetchall()
+        if not self._seconds or len(rows) == self.MAX_CATCH_UP_ROWS:
+            # Nothing held to update, or too much to take in (a large import ran): start
+            # afresh from the newest row, and read seconds again as they are looked up.
+            self._seconds.clear()
+            self._last_row = conn.execute(
+                "SELECT COALESCE(MAX(rowid), 0) FROM accepted_digests"
+            ).fetchone()[0]
+            return
+        for row, signed_at, digest, event_type in rows:
+            second = self._seconds.get(signed_at)
+            if second is not None:
+                second.setdefault(digest, event_type)
+            self._last_row = row
+
+    def _second(self, conn: sqlite3.Connection, signed_at: int) -> dict[str, str]:
+        second = self._seconds.get(signed_at)
+        if second is None:
+            second = {}
+            rows = conn.execute(
+                "SELECT digest, event_type FROM accepted_digests "
+                "WHERE signed_at = ? ORDER BY rowid",
+                (signed_at,),
+            )
+            for digest, event_type in rows:
+                second.setdefault(digest, event_type)
+            if len(self._seconds) >= self.MAX_SECONDS:
+                del self._seconds[min(self._seconds)]
+            self._seconds[signed_at] = second
+        return second
