@@ -35,7 +35,6 @@ BEGIN SELECT RAISE(ABORT, 'the event log is append-only: events cannot be update
 CREATE TRIGGER IF NOT EXISTS events_refuse_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'the event log is append-only: events cannot be deleted'); END;
 
-
 -- Deliveries whose webhook id was already logged with a different body: never dropped
 -- silently, but never allowed to change the log either.
 CREATE TABLE IF NOT EXISTS conflicting_duplicates (
