@@ -25,6 +25,11 @@ CREATE TABLE IF NOT EXISTS accepted_digests (
     position INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX IF NOT EXISTS accepted_digests_by_signed_at ON accepted_digests (signed_at);
+-- Append-only like the log itself; the memory below relies on rows never going away.
+CREATE TRIGGER IF NOT EXISTS accepted_digests_refuse_update BEFORE UPDATE ON accepted_digests
+BEGIN SELECT RAISE(ABORT, 'accepted digests are append-only: they cannot be updated'); END;
+CREATE TRIGGER IF NOT EXISTS accepted_digests_refuse_delete BEFORE DELETE ON accepted_digests
+BEGIN SELECT RAISE(ABORT, 'accepted digests are append-only: they cannot be deleted'); END;
 """
 INSERT = (
     "INSERT INTO accepted_digests (signed_at, digest, event_type, position) VALUES (?, ?, ?, ?)"
@@ -36,7 +41,8 @@ class DigestMemory:
 
     Used only inside the log's write transaction, which is what keeps it exact: no other
     writer can append meanwhile, and each lookup first takes in every row appended since
-    the last one. A second not in memory is read from the table whole.
+    the last one. A second not in memory is read from the table whole. What it took in
+    of a transaction that is then rolled back is not in the table: `forget` drops it all.
     """
 
     # Live deliveries are signed within a second or two of now; a few more cover the
@@ -54,11 +60,16 @@ class DigestMemory:
         """The event type each of the (signed_at, digest) `keys` was accepted with, if any."""
         self._catch_up(conn)
         found: dict[tuple[int, str], str] = {}
-        for signed_at, digest in keys:
+        # By second: a batch spanning more seconds than memory holds reads each once.
+        for signed_at, digest in sorted(keys):
             event_type = self._second(conn, signed_at).get(digest)
             if event_type is not None:
                 found[signed_at, digest] = event_type
         return found
+
+    def forget(self) -> None:
+        """Drop everything held; it is read from the table again as it is looked up."""
+        self._seconds.clear()
 
     def _catch_up(self, conn: sqlite3.Connection) -> None:
         rows = []

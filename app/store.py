@@ -239,6 +239,7 @@ class EventStore:
         SQLite rolls back by itself on some errors (SQLITE_FULL, SQLITE_IOERR); a second
         ROLLBACK would fail and hide the real cause.
         """
+        self._digests.forget()
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
 

@@ -421,6 +421,11 @@ def decode_state(
     from a change that carries the list anew.
     """
     versions, numbers = _state_decoder.decode(stored)
+    if len(numbers) != len(registers):
+        raise ValueError(
+            f"a stored state lists {len(numbers)} registers where the table has "
+            f"{len(registers)}: the projection's VERSION must go up when its columns change"
+        )
     return {
         name: [value, versions[number]]
         for name, number, value in itertools.zip_longest(registers, numbers, values)

@@ -68,14 +68,15 @@ class TestImmutability:
         conn.close()
         assert event_rows(tmp_path)[0][3] == b'{"id": 1}'
 
-    def test_delete_is_refused(self, store: EventStore, tmp_path: Path) -> None:
-        """A DELETE of a logged event fails in SQLite itself, from any connection."""
+    @pytest.mark.parametrize("table", ["events", "accepted_digests"])
+    def test_delete_is_refused(self, store: EventStore, tmp_path: Path, table: str) -> None:
+        """A DELETE of a logged event, or of the replay memory, fails in SQLite itself."""
         store.append([delivery("a")])
         conn = sqlite3.connect(tmp_path / "events.db")
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            conn.execute("DELETE FROM events")
+            conn.execute(f"DELETE FROM {table}")
         conn.close()
-        assert len(event_rows(tmp_path)) == 1
+        assert log_rows(tmp_path, f"SELECT COUNT(*) FROM {table}") == [(1,)]
 
 
 class TestAppend:
@@ -212,6 +213,26 @@ class TestReplayMemory:
             assert replayed == [AppendResult(Outcome.SIGNATURE_REPLAYED, None)]
         finally:
             second.close()
+
+    def test_a_rolled_back_transaction_leaves_nothing_behind(self, tmp_path: Path) -> None:
+        """What a batch took in before its rollback is not remembered as accepted."""
+        serving, importing = (EventStore.open(tmp_path / "events.db") for _ in range(2))
+        try:
+            serving.append([delivery("a", b'{"id": 0}')])  # the second is now in memory
+            serving.begin()
+            serving.append_in_transaction([delivery("b", event_type="order.deleted")])
+            serving.append_in_transaction([delivery("c", b'{"id": 2}')])
+            serving.rollback()
+            # The rolled-back delete never happened: the same digest as an update is fine.
+            accepted = serving.append([delivery("d", event_type="order.updated")])
+            assert accepted[0].outcome is Outcome.ACCEPTED
+            # Another writer's row, which may take a rolled-back rowid, is still seen.
+            importing.append([delivery("e", b'{"id": 5}', event_type="order.updated")])
+            replayed = serving.append([delivery("f", b'{"id": 5}', event_type="order.deleted")])
+            assert replayed == [AppendResult(Outcome.SIGNATURE_REPLAYED, None)]
+        finally:
+            serving.close()
+            importing.close()
 
     def test_a_second_dropped_from_memory_is_read_again(
         self, store: EventStore, monkeypatch: pytest.MonkeyPatch

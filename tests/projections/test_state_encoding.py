@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -62,3 +63,10 @@ def test_registers_outside_the_table_are_not_stored() -> None:
     assert encode_state(REGISTERS, {**state, "stray": [1, "009z"]}) == encode_state(
         REGISTERS, state
     )
+
+
+def test_a_state_of_another_schema_is_refused() -> None:
+    """Columns changed without a VERSION bump: a clear error, not a wrong row."""
+    stored = encode_state(REGISTERS[:-1], {"a": ["x", "001a"]})
+    with pytest.raises(ValueError, match="VERSION"):
+        decode_state(REGISTERS, stored, _row({}))
