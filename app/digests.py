@@ -67,6 +67,19 @@ class DigestMemory:
                 found[signed_at, digest] = event_type
         return found
 
+    def appended(self, rows: Iterable[tuple[int, str, str, int]]) -> None:
+        """Take in the rows this transaction just appended, right after `event_types`.
+
+        They follow the newest row that lookup took in (a rowid table numbers new rows
+        from its largest rowid up, and nobody else can append meanwhile), so the next
+        lookup need not read them back. Should the transaction roll back, `forget`.
+        """
+        for signed_at, digest, event_type, _position in rows:
+            second = self._seconds.get(signed_at)
+            if second is not None:
+                second.setdefault(digest, event_type)
+            self._last_row += 1
+
     def forget(self) -> None:
         """Drop everything held; it is read from the table again as it is looked up."""
         self._seconds.clear()

@@ -282,6 +282,7 @@ class EventStore:
             results.append(AppendResult(Outcome.ACCEPTED, position))
         _insert_rows(conn, INSERT_EVENT, events)
         _insert_rows(conn, digest_log.INSERT, digests)
+        self._digests.appended(digests)
         _insert_rows(conn, INSERT_CONFLICT, conflicts)
         return results
 
