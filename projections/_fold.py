@@ -2,10 +2,9 @@
 
 Each entity's state is a map of column -> [value, version]: the values are the entity's
 row, the versions are kept in a hidden `_state_<table>` table beside it (see
-`encode_state`). Merging keeps,
-per column, the value with the larger version, which is commutative and idempotent: the
-tables depend on the set of events, not on their order, their duplication or the batch
-sizes they came in.
+`encode_state`). Merging keeps, per column, the value with the larger version, which is
+commutative and idempotent: the tables depend on the set of events, not on their order,
+their duplication or the batch sizes they came in.
 A batch is folded in memory (one load and one write per entity, not per event), which
 is what makes a full rebuild fast.
 """
@@ -355,21 +354,23 @@ def _fold_entity(state: dict[str, list[Any]], changes: list[Change]) -> set[str]
     newest: str | None = None
     for change in changes:
         version = change.version
-        if not state and change.deleted_at is None:
-            # Nothing stored yet: every register wins, whatever its version (the
-            # first event of each message, whose registers have versions of their own).
+        if change.deleted_at is not None:
+            whole = False
+        elif not state:
+            # Nothing stored yet: every register wins, whatever its version (the first
+            # event of each message, whose registers have versions of their own).
+            whole = True
+        elif version is not None:
+            if newest is None:
+                newest = max(register[1] for register in state.values())
+            whole = version > newest
+        else:
+            whole = False
+        if whole:
             state.update(change.registers)  # type: ignore[arg-type]
             changed.update(change.registers)
             newest = version
             continue
-        if version is not None and change.deleted_at is None:
-            if newest is None:
-                newest = max((register[1] for register in state.values()), default="")
-            if version > newest:
-                state.update(change.registers)  # type: ignore[arg-type]
-                changed.update(change.registers)
-                newest = version
-                continue
         changed |= merge(state, change)
         newest = None
     return changed
