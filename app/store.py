@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import sqlite3
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
 
@@ -71,6 +71,8 @@ _LOOKUP_CHUNK = 500
 _ROWS_PER_INSERT = 100  # at most 8 values a row: 800 parameters
 # How long a writer waits for another one (an import, a backup) to release the log.
 BUSY_TIMEOUT_MS = 30_000
+
+T = TypeVar("T")
 
 
 class StoreUnavailableError(Exception):
@@ -391,17 +393,14 @@ def _insert_rows(conn: sqlite3.Connection, insert: str, rows: Sequence[tuple[obj
     the GIL and takes it back, on the event loop's thread where the batch is written;
     a batch's rows in one statement do that once.
     """
-    if not rows:
-        return
     head, _, values = insert.partition(" VALUES ")
-    for start in range(0, len(rows), _ROWS_PER_INSERT):
-        chunk = rows[start : start + _ROWS_PER_INSERT]
+    for chunk in _chunks(rows, _ROWS_PER_INSERT):
         conn.execute(
             f"{head} VALUES {','.join([values] * len(chunk))}",
             [value for row in chunk for value in row],
         )
 
 
-def _chunks(items: list[str]) -> Iterator[list[str]]:
-    for start in range(0, len(items), _LOOKUP_CHUNK):
-        yield items[start : start + _LOOKUP_CHUNK]
+def _chunks(items: Sequence[T], size: int = _LOOKUP_CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
