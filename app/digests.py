@@ -75,9 +75,7 @@ class DigestMemory:
         lookup need not read them back. Should the transaction roll back, `forget`.
         """
         for signed_at, digest, event_type, _position in rows:
-            second = self._seconds.get(signed_at)
-            if second is not None:
-                second.setdefault(digest, event_type)
+            self._take_in(signed_at, digest, event_type)
             self._last_row += 1
 
     def forget(self) -> None:
@@ -101,10 +99,14 @@ class DigestMemory:
             ).fetchone()[0]
             return
         for row, signed_at, digest, event_type in rows:
-            second = self._seconds.get(signed_at)
-            if second is not None:
-                second.setdefault(digest, event_type)
+            self._take_in(signed_at, digest, event_type)
             self._last_row = row
+
+    def _take_in(self, signed_at: int, digest: str, event_type: str) -> None:
+        """Note an appended row in its second, if that second is held (else it is read whole)."""
+        second = self._seconds.get(signed_at)
+        if second is not None:
+            second.setdefault(digest, event_type)
 
     def _second(self, conn: sqlite3.Connection, signed_at: int) -> dict[str, str]:
         second = self._seconds.get(signed_at)
