@@ -49,7 +49,9 @@ def follow(data_dir: Path, wake_fd: int) -> None:
         while True:
             began = time.monotonic()
             try:
-                while runner.step(LIVE_BATCH):
+                # Not past what is on disk: `serve` commits a moment before its sync.
+                head = store.durable_head()
+                while runner.step(LIVE_BATCH, until=head):
                     gc.collect()
             except Exception:
                 # A locked or failing projections.db must not stop projecting for good:
