@@ -45,28 +45,28 @@ _MAX_REPLY = 4096
 
 
 class WalSyncer:
-    """`serve`'s side: starts the helper and waits for its syncs, one at a time."""
+    """`serve`'s side: starts the helper and waits for its syncs."""
 
     def __init__(self, events_path: Path) -> None:
         self._events_path = events_path
         self._socket: socket.socket | None = None
         self._process: asyncio.subprocess.Process | None = None
-        # The reply the one sync in flight waits for; the socket stays registered with
-        # the loop for the helper's lifetime rather than once per batch.
-        self._reply: asyncio.Future[bytes] | None = None
-        self._gone = False
 
     async def sync(self) -> None:
         """Return once every WAL frame written so far is on disk.
 
-        A helper that is gone (killed, crashed) is replaced and asked again: the new one's
-        sync covers every frame written before it, so no batch fails for that alone.
-        Raises `StoreUnavailableError` when the sync itself failed, or no helper answers.
+        Raises `StoreUnavailableError` when the sync failed or the helper is gone; a helper
+        that died is started afresh for the next batch.
         """
-        reply = await self._ask()
-        if not reply.startswith((_SYNCED, _FAILED)):
-            await self._stop()
-            reply = await self._ask()
+        if self._socket is None:
+            await self._start()
+        assert self._socket is not None  # noqa: S101 - _start sets it
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.sock_sendall(self._socket, _SYNCED)
+            reply = await loop.sock_recv(self._socket, _MAX_REPLY)
+        except OSError as exc:
+            reply = str(exc).encode()
         if reply == _SYNCED:
             return
         if reply.startswith(_FAILED):
@@ -74,27 +74,10 @@ class WalSyncer:
                 f"the log could not be synced to disk: {reply[1:].decode(errors='replace')}"
             )
         await self._stop()
-        why = reply.decode(errors="replace") or "it exited"
-        raise StoreUnavailableError(f"the log's sync helper does not answer ({why})")
-
-    async def _ask(self) -> bytes:
-        """One request and its reply, starting the helper first if there is none.
-
-        Anything but `.` or `!...` back (end of file, a reset) means the helper is gone.
-        """
-        if self._gone:
-            await self._stop()
-        if self._socket is None:
-            await self._start()
-        assert self._socket is not None  # noqa: S101 - _start sets it
-        self._reply = asyncio.get_running_loop().create_future()
-        try:
-            self._socket.send(_SYNCED)  # one byte into an idle socket: never blocks
-            return await self._reply
-        except OSError as exc:
-            return str(exc).encode()
-        finally:
-            self._reply = None
+        raise StoreUnavailableError(
+            f"the log's sync helper is gone ({reply.decode(errors='replace') or 'it exited'});"
+            " a new one starts with the next batch"
+        )
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[WalSyncer]:
@@ -104,22 +87,6 @@ class WalSyncer:
             yield self
         finally:
             await self._stop()
-
-    def _on_readable(self) -> None:
-        assert self._socket is not None  # noqa: S101 - registered only while it is open
-        try:
-            reply = self._socket.recv(_MAX_REPLY)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            reply = str(exc).encode()
-        if not reply.startswith((_SYNCED, _FAILED)):
-            # End of file or a reset: the helper is gone. Stop watching (the socket would
-            # stay readable); the next sync starts another.
-            asyncio.get_running_loop().remove_reader(self._socket.fileno())
-            self._gone = True
-        if self._reply is not None and not self._reply.done():
-            self._reply.set_result(reply)
 
     async def _start(self) -> None:
         ours, theirs = socket.socketpair()
@@ -140,15 +107,12 @@ class WalSyncer:
         finally:
             theirs.close()
         self._socket = ours
-        asyncio.get_running_loop().add_reader(ours.fileno(), self._on_readable)
 
     async def _stop(self) -> None:
         """Close our end: the helper sees end of file and exits."""
         sock, self._socket = self._socket, None
         process, self._process = self._process, None
-        self._gone = False
         if sock is not None:
-            asyncio.get_running_loop().remove_reader(sock.fileno())
             sock.close()
         if process is not None:
             await process.wait()
