@@ -49,9 +49,7 @@ def follow(data_dir: Path, wake_fd: int) -> None:
         while True:
             began = time.monotonic()
             try:
-                # Not past what is on disk: `serve` commits a moment before its sync.
-                head = store.durable_head()
-                while runner.step(LIVE_BATCH, until=head):
+                while runner.step(LIVE_BATCH):
                     gc.collect()
             except Exception:
                 # A locked or failing projections.db must not stop projecting for good:

@@ -15,7 +15,6 @@ from app.metrics import Metrics
 from app.signature import Verifier
 from app.store import EventStore
 from app.typedefs import INGEST, METRICS, PROJECTOR, SETTINGS
-from app.walsync import WalSyncer
 from app.writer import GroupCommitWriter
 from projections import discover
 
@@ -64,14 +63,10 @@ async def _projector_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _log_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    syncer = WalSyncer(settings.events_path)
     writer = GroupCommitWriter(
-        EventStore.open(settings.events_path, synchronous="NORMAL", checkpoints=False),
-        syncer,
-        app[METRICS],
-        on_commit=app[PROJECTOR].notify,
+        EventStore.open(settings.events_path), app[METRICS], on_commit=app[PROJECTOR].notify
     )
-    async with syncer.running(), writer.running():
+    async with writer.running():
         app[INGEST] = Ingest(Verifier(settings.secrets, settings.tolerance_seconds), writer)
         log.info(
             "started",

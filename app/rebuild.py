@@ -157,7 +157,7 @@ def rebuild(
         paths = {p.NAME: _scratch(settings, f"-{p.NAME}") for p in projections}
         main = projector_module.connect(settings.projections_path)
         try:
-            head = store.durable_head()
+            head = store.head()
             progress = Progress(head, stream)
             built = _build_in_parallel(settings, projections, paths, head, progress)
             progress.finish()

@@ -8,9 +8,7 @@ middle of a batch can never roll back its neighbours.
 from __future__ import annotations
 
 import enum
-import os
 import sqlite3
-from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
@@ -19,6 +17,7 @@ from app import digests as digest_log
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
+    from pathlib import Path
 
 DDL = """
 CREATE TABLE IF NOT EXISTS events (
@@ -76,27 +75,6 @@ BUSY_TIMEOUT_MS = 30_000
 T = TypeVar("T")
 
 
-def wal_path(path: Path) -> Path:
-    """The log's write-ahead log file, beside it."""
-    return path.with_name(path.name + "-wal")
-
-
-def sync_wal(path: Path) -> None:
-    """Sync the WAL of the log at `path` to disk, from whichever process wrote it.
-
-    No WAL file means nothing waits in one: SQLite removes it only after moving every
-    frame into the (synced) database file.
-    """
-    try:
-        fd = os.open(wal_path(path), os.O_RDONLY)
-    except FileNotFoundError:
-        return
-    try:
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
-
-
 class StoreUnavailableError(Exception):
     """The log could not be written (disk full, I/O error, locked): nothing was stored."""
 
@@ -143,14 +121,11 @@ class AppendResult(msgspec.Struct, frozen=True):
     position: int | None
 
 
-def connect(
-    path: Path, *, synchronous: str = "FULL", checkpoints: bool = True
-) -> sqlite3.Connection:
+def connect(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
     """Open the log in WAL mode with explicit transactions, creating it if needed.
 
-    `synchronous=FULL` makes every commit reach the disk before it returns. `serve`'s
-    writer opens the log at `NORMAL` without `checkpoints`: its commits only write the
-    WAL, and `app.walsync` syncs that before any delivery is answered, and checkpoints it.
+    `synchronous=FULL` makes every commit reach the disk before it returns: the endpoint
+    answers 200 only after that.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(
@@ -158,8 +133,6 @@ def connect(
     )
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
-    if not checkpoints:
-        conn.execute("PRAGMA wal_autocheckpoint=0")
     conn.executescript(DDL)
     conn.executescript(digest_log.DDL)
     _move_digests_of_earlier_releases(conn)
@@ -203,9 +176,9 @@ class EventStore:
         self._digests = digest_log.DigestMemory()
 
     @classmethod
-    def open(cls, path: Path, *, synchronous: str = "FULL", checkpoints: bool = True) -> EventStore:
-        """Open (or create) the log file at `path` (see `connect`)."""
-        return cls(connect(path, synchronous=synchronous, checkpoints=checkpoints))
+    def open(cls, path: Path, *, synchronous: str = "FULL") -> EventStore:
+        """Open (or create) the log file at `path`."""
+        return cls(connect(path, synchronous=synchronous))
 
     def close(self) -> None:
         """Close the connection; a WAL checkpoint happens on the last close."""
@@ -255,7 +228,7 @@ class EventStore:
         return True
 
     def commit(self) -> None:
-        """Commit the open transaction: durable now, unless the store is synced elsewhere."""
+        """Make the open transaction durable; with `synchronous=FULL` this waits for fsync."""
         try:
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -334,20 +307,6 @@ class EventStore:
     def head(self) -> int:
         """The position of the newest event, 0 for an empty log."""
         return int(self._conn.execute(SELECT_HEAD).fetchone()[0])
-
-    def durable_head(self) -> int:
-        """The head, once every event up to it is certainly on disk.
-
-        `serve` commits a batch a moment before `app.walsync` has synced it, and another
-        connection can read it meanwhile. A reader that acts on what it reads (a projection
-        moving its checkpoint) reads up to this head instead: synced after it was read, so
-        nothing it acts on can vanish in a power cut while the projection remembers it.
-        """
-        head = self.head()
-        file = self._conn.execute("PRAGMA database_list").fetchone()[2]
-        if file:
-            sync_wal(Path(file))
-        return head
 
     def count(self) -> int:
         """How many events the log holds."""

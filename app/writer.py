@@ -1,15 +1,14 @@
 """Group commit: one writer owns the log's transactions.
 
-A durable commit costs a sync to disk, so committing each delivery on its own caps the
-endpoint at a few thousand per second. Deliveries that arrive while a commit is in
-flight wait in `_pending` and are written together in the next transaction; each caller
-is answered only when the transaction holding its delivery is on disk.
+A durable commit costs an fsync, so committing each delivery on its own caps the endpoint
+at a few thousand per second. Deliveries that arrive while a commit is in flight wait in
+`_pending` and are written together in the next transaction; each caller is answered only
+when the transaction holding its delivery has committed.
 
-Everything but the waiting runs on the event loop's thread: the batch's statements and
-its COMMIT, which only writes the WAL (the log is open at `synchronous=NORMAL`). The
-sync to disk is `app.walsync`'s, in a process of its own. Measured: statements or
-commits on a thread cost more, in hand-offs of the GIL, than they save. A thread is
-used only to wait for the write lock while another process (an import) holds it.
+The statements run on the event loop's thread, a batch in a handful of them; only waits
+go to the writer thread (the fsync of each commit, and the write lock when another
+process holds it). Measured: running the statements on a thread as well costs more CPU
+per delivery, in GIL hand-offs, than it saves.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
     from app.metrics import Metrics
-    from app.walsync import WalSyncer
 
 # Bounds one transaction, so a burst cannot make a single commit (and its callers) wait long.
 MAX_BATCH = 1000
@@ -38,15 +36,13 @@ class GroupCommitWriter:
     def __init__(
         self,
         store: EventStore,
-        syncer: WalSyncer,
         metrics: Metrics,
         on_commit: Callable[[int], None] = lambda _head: None,
     ) -> None:
         self._store = store
-        self._syncer = syncer
         self._metrics = metrics
         self._on_commit = on_commit
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-lock")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-writer")
         self._pending: list[tuple[Delivery, asyncio.Future[AppendResult]]] = []
         self._wakeup = asyncio.Event()
         self._stopping = False
@@ -82,11 +78,11 @@ class GroupCommitWriter:
                 await loop.run_in_executor(self._executor, store.begin)
             try:
                 results = store.append_in_transaction([delivery for delivery, _ in batch])
-                store.commit()
+                await loop.run_in_executor(self._executor, store.commit)
             except BaseException:
-                store.rollback()
+                # On the writer thread: a commit still running there owns the connection.
+                await loop.run_in_executor(self._executor, store.rollback)
                 raise
-            await self._syncer.sync()
         except Exception as exc:  # noqa: BLE001 - every caller must be answered, whatever failed
             unavailable = (
                 exc if isinstance(exc, StoreUnavailableError) else StoreUnavailableError(str(exc))

@@ -22,7 +22,6 @@ from app.store import (
     StoreUnavailableError,
     connect,
 )
-from app.walsync import WalSyncer
 from app.writer import GroupCommitWriter
 from tests.conftest import SECRET, conflict_rows, event_rows, log_rows
 
@@ -349,12 +348,8 @@ class TestConcurrency:
 
     async def test_group_commit_writer_appends_the_same_id_once(self, tmp_path: Path) -> None:
         """Concurrent appends of one delivery through the writer: one accepted, the rest dupes."""
-        path = tmp_path / "events.db"
-        syncer = WalSyncer(path)
-        writer = GroupCommitWriter(
-            EventStore.open(path, synchronous="NORMAL", checkpoints=False), syncer, Metrics()
-        )
-        async with syncer.running(), writer.running():
+        writer = GroupCommitWriter(EventStore.open(tmp_path / "events.db"), Metrics())
+        async with writer.running():
             same = delivery("same")
             results = await asyncio.gather(*(writer.append(same) for _ in range(5)))
             others = await asyncio.gather(
