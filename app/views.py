@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from app.ingest import EVENT_HEADER, ID_HEADER, RejectedError
 from app.logs import log_delivery
@@ -93,7 +93,9 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
         raise RejectedError(
             413, "payload_too_large", f"the body is larger than {limit} bytes"
         ) from None
-    if request.content_type != "application/json":
+    # The exact header BitByBit sends skips aiohttp's parsing of parameters (charset=...).
+    declared = request.headers.get(hdrs.CONTENT_TYPE)
+    if declared != "application/json" and request.content_type != "application/json":
         raise RejectedError(
             415, "unsupported_media_type", "the Content-Type must be application/json"
         )
