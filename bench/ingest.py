@@ -11,6 +11,10 @@ signatures across the whole run, `t` = now so it is well within the tolerance) a
 one file per wrk thread; `bench/post.lua` loads its thread's slice and reports req/s,
 latency percentiles and non-2xx answers from wrk's `done()` hook.
 
+Each run also reports the CPU time per request of the server's processes (for the
+service, `serve` and its live projector), read from /proc: steadier than req/s on a shared
+machine, it is the figure to compare when judging a change.
+
 While the service is under load a background thread polls `/readyz` every 0.25 s for the
 projections' lag; after the load stops the script measures how long they take to reach
 the head. At the end it checks that the log holds exactly the accepted deliveries.
@@ -397,6 +401,43 @@ def started(
                 process.wait()
 
 
+# --------------------------------------------------------------------------- CPU
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU used so far by `pid` and its child processes that are alive.
+
+    Measured per request, CPU is steadier than req/s on a shared machine: it is what a
+    change to the code moves, while req/s also moves with whatever else runs.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # a process that ended meanwhile
+        if stat.parent.name == str(pid) or fields[1] == str(pid):
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+@contextlib.contextmanager
+def cpu_used(pid: int) -> Iterator[list[float]]:
+    """Collect the CPU seconds `pid` (and its children) spent in the block, in a list of one."""
+    used: list[float] = []
+    before = cpu_seconds(pid)
+    try:
+        yield used
+    finally:
+        used.append(cpu_seconds(pid) - before)
+
+
+def per_request_us(seconds: float, requests: int) -> float:
+    """CPU microseconds per answered request."""
+    return seconds * 1e6 / requests if requests else math.nan
+
+
 # --------------------------------------------------------------------------- wrk
 
 
@@ -544,6 +585,7 @@ class ServiceRound:
     """One service round: wrk's figures and the projections' lag."""
 
     wrk: WrkResult
+    cpu_us: float  # the service's processes (serve and its live projector), per request
     max_lag: int
     lag_samples: int
     drain_seconds: float
@@ -561,6 +603,7 @@ class Totals:
     unanswered: int = 0
     rounds: list[ServiceRound] = dataclasses.field(default_factory=list)
     bare: list[WrkResult] = dataclasses.field(default_factory=list)
+    bare_cpu_us: list[float] = dataclasses.field(default_factory=list)
 
     def add(self, result: WrkResult) -> None:
         """Count one service run's answers (and the requests wrk left unanswered at its end)."""
@@ -577,6 +620,7 @@ class _Setup:
     base: str
     workdir: Path
     args: argparse.Namespace
+    pid: int
 
 
 def _service_round(setup: _Setup, *, duration: float, name: str) -> ServiceRound:
@@ -590,13 +634,21 @@ def _service_round(setup: _Setup, *, duration: float, name: str) -> ServiceRound
     monitor = LagMonitor(f"{base}/readyz")
     monitor.start()
     try:
-        result = run_wrk(f"{base}/webhooks", prefix, args, duration)
+        with cpu_used(setup.pid) as cpu:
+            result = run_wrk(f"{base}/webhooks", prefix, args, duration)
     finally:
         load_stopped = time.monotonic()
         monitor.stop()
     drain, errors = time_to_drain(f"{base}/readyz", load_stopped)
     return ServiceRound(
-        result, monitor.max_lag, len(monitor.samples), drain, errors, count, generate_seconds
+        result,
+        per_request_us(cpu[0], result.requests),
+        monitor.max_lag,
+        len(monitor.samples),
+        drain,
+        errors,
+        count,
+        generate_seconds,
     )
 
 
@@ -618,15 +670,15 @@ def run(args: argparse.Namespace) -> Totals:
     ]  # fmt: skip
     bare_argv = [sys.executable, str(BENCH_DIR / "bare_handler.py"), "--port", str(bare_port)]
     factory = DeliveryFactory(args.seed, SECRET.encode())
-    setup = _Setup(factory, service_base, workdir, args)
     print(f"work dir {workdir} (service log: service.log)", flush=True)
     try:
         with (
             (workdir / "service.log").open("wb") as service_log,
             (workdir / "bare.log").open("wb") as bare_log,
             started(service_argv, f"{service_base}/healthz", env, service_log) as service,
-            started(bare_argv, f"{bare_base}/healthz", env, bare_log),
+            started(bare_argv, f"{bare_base}/healthz", env, bare_log) as bare_server,
         ):
+            setup = _Setup(factory, service_base, workdir, args, service.pid)
             profiler = _start_profiler(args, service.pid)
             if args.warmup > 0:
                 warm = _service_round(setup, duration=args.warmup, name="warmup")
@@ -639,11 +691,13 @@ def run(args: argparse.Namespace) -> Totals:
                 totals.add(result.wrk)
                 print(f"round {number} service: {_row_text(result.wrk)}", flush=True)
                 # The bare handler ignores ids and signatures: the same requests do.
-                bare = run_wrk(
-                    f"{bare_base}/webhooks", workdir / f"requests-round{number}", args,
-                    args.duration,
-                )  # fmt: skip
+                with cpu_used(bare_server.pid) as cpu:
+                    bare = run_wrk(
+                        f"{bare_base}/webhooks", workdir / f"requests-round{number}", args,
+                        args.duration,
+                    )  # fmt: skip
                 totals.bare.append(bare)
+                totals.bare_cpu_us.append(per_request_us(cpu[0], bare.requests))
                 print(f"round {number} bare:    {_row_text(bare)}", flush=True)
             if profiler is not None:
                 profiler.send_signal(signal.SIGINT)
@@ -720,21 +774,23 @@ def report(totals: Totals, args: argparse.Namespace) -> bool:
     )
     header = (
         f"{'round':>5} {'side':<8} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
-        f"{'max ms':>8} {'non-2xx':>8} {'requests':>9} {'max lag':>8} {'drain s':>8}"
+        f"{'max ms':>8} {'non-2xx':>8} {'requests':>9} {'cpu us':>7} {'max lag':>8} "
+        f"{'drain s':>8}"
     )
     print(header)
     print("-" * len(header))
-    for number, (svc, bare) in enumerate(zip(totals.rounds, totals.bare, strict=True), 1):
+    rows = zip(totals.rounds, totals.bare, totals.bare_cpu_us, strict=True)
+    for number, (svc, bare, bare_cpu) in enumerate(rows, 1):
         w = svc.wrk
         print(
             f"{number:>5} {'service':<8} {w.rps:>9.0f} {w.p50_ms:>8.2f} {w.p90_ms:>8.2f} "
             f"{w.p99_ms:>8.2f} {w.max_ms:>8.1f} {w.non2xx:>8} {w.requests:>9} "
-            f"{svc.max_lag:>8} {svc.drain_seconds:>8.2f}"
+            f"{svc.cpu_us:>7.0f} {svc.max_lag:>8} {svc.drain_seconds:>8.2f}"
         )
         print(
             f"{number:>5} {'bare':<8} {bare.rps:>9.0f} {bare.p50_ms:>8.2f} {bare.p90_ms:>8.2f} "
             f"{bare.p99_ms:>8.2f} {bare.max_ms:>8.1f} {bare.non2xx:>8} {bare.requests:>9} "
-            f"{'-':>8} {'-':>8}"
+            f"{bare_cpu:>7.0f} {'-':>8} {'-':>8}"
         )
     service_rps = statistics.median(r.wrk.rps for r in totals.rounds)
     bare_rps = statistics.median(b.rps for b in totals.bare)
@@ -781,6 +837,12 @@ def report(totals: Totals, args: argparse.Namespace) -> bool:
     print()
     for ok, text in checks:
         print(f"  [{_verdict(ok):>6}] {text}")
+    service_cpu = statistics.median(r.cpu_us for r in totals.rounds)
+    bare_cpu = statistics.median(totals.bare_cpu_us)
+    print(
+        f"  CPU per request (medians, not a target): service {service_cpu:.0f} us (serve and "
+        f"its live projector) / bare {bare_cpu:.0f} us = {service_cpu / bare_cpu:.2f}x"
+    )
     print(
         f"  generated {sum(r.generated for r in totals.rounds)} signed deliveries in "
         f"{sum(r.generate_seconds for r in totals.rounds):.1f} s; readyz samples per round: "
