@@ -141,12 +141,13 @@ class TestContentType:
         assert (status, answer["error"]) == (415, "unsupported_media_type")
 
     @pytest.mark.parametrize(
-        "content_type", ["application/json; charset=utf-8", "application/json;charset=UTF-8"]
+        "content_type",
+        ["application/json; charset=utf-8", "application/json;charset=UTF-8", "Application/JSON"],
     )
     async def test_json_with_parameters_is_accepted(
         self, client: Client, tmp_path: Path, content_type: str
     ) -> None:
-        """application/json with a charset parameter is JSON."""
+        """application/json with a charset parameter, or in capitals, is JSON."""
         status, answer = await post(client, BODY, signed_headers(BODY, content_type=content_type))
         assert (status, answer["status"]) == (200, "accepted")
         assert len(event_rows(tmp_path)) == 1
