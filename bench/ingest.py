@@ -19,10 +19,11 @@ While the service is under load a background thread polls `/readyz` every 0.25 s
 projections' lag; after the load stops the script measures how long they take to reach
 the head. At the end it checks that the log holds exactly the accepted deliveries.
 
-Targets (issue): service >= 60 % of bare req/s, service p99 < 25 ms, no non-2xx, lag
-during load below one second's worth of events, back to zero within 2 s. The verdicts are
-printed; the exit code is 0 unless the benchmark itself could not run (or with
-`--check`, unless every target is met).
+Targets (issues #2 and #3): service >= 60 % of bare req/s (#2) and >= 45 % with live
+projections (#3; `serve` always runs them, so every round is measured that way), service
+p99 < 25 ms, no non-2xx, lag during load below one second's worth of events, back to zero
+within 2 s. The verdicts are printed; the exit code is 0 unless the benchmark itself could
+not run (or with `--check`, unless every target is met).
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ POLL_SECONDS = 0.25
 DRAIN_POLL_SECONDS = 0.05
 DRAIN_TIMEOUT = 30.0
 
-TARGET_RATIO = 0.60
+TARGET_RATIO = 0.60  # issue #2, set before projections existed
+TARGET_RATIO_LIVE = 0.45  # issue #3, with live projections, as every round here runs
 TARGET_P99_MS = 25.0
 TARGET_LAG_SECONDS = 1.0
 TARGET_DRAIN_SECONDS = 2.0
@@ -811,12 +813,18 @@ def report(totals: Totals, args: argparse.Namespace) -> bool:
     statuses = {r.wrk.statuses for r in totals.rounds} - {"-"}
     status_text = f" (statuses {', '.join(sorted(statuses))})" if statuses else ""
     checks = [
-        (
-            ratio >= TARGET_RATIO,
+        *(
             (
-                f"median req/s: service {service_rps:.0f} / bare {bare_rps:.0f} = {ratio:.1%} "
-                f"(target >= {TARGET_RATIO:.0%})"
-            ),
+                ratio >= target,
+                (
+                    f"median req/s: service {service_rps:.0f} / bare {bare_rps:.0f} = "
+                    f"{ratio:.1%} (target >= {target:.0%}, {which})"
+                ),
+            )
+            for target, which in (
+                (TARGET_RATIO, "issue #2"),
+                (TARGET_RATIO_LIVE, "issue #3, with live projections"),
+            )
         ),
         (
             worst_p99 < TARGET_P99_MS,
