@@ -1,12 +1,13 @@
-"""The replay memory: which event type each accepted signature digest arrived with.
+"""The replay memory: which event type each authentic signature digest is bound to.
 
 BitByBit does not sign the event header, so the same signature under another event type
-is a replay (SPEC §3). Every accepted digest is a row of `accepted_digests`, appended in
-log order: a table keyed by the digest put each new row on a random page, and those
-pages were half of what every commit wrote. Rows are found by signing second instead (a
-replay carries the same `t`), and the seconds being looked up are kept in memory, kept
-current at each batch from the rows appended since (by this process or another, such as
-an import).
+is a replay (SPEC §3). Every digest of an authentic delivery is a row of
+`accepted_digests`, duplicates' included (BitByBit signs each retry anew, and a captured
+retry must not come back as another type under a new id), appended in log order: a
+table keyed by the digest put each new row on a random page, and those pages were half
+of what every commit wrote. Rows are found by signing second instead (a replay carries
+the same `t`), and the seconds being looked up are kept in memory, kept current at each
+batch from the rows appended since (by this process or another, such as an import).
 """
 
 from __future__ import annotations

@@ -266,37 +266,45 @@ class EventStore:
             if any(digest_types.get((signed_at, g), event_type) != event_type for g in d.digests):
                 results.append(AppendResult(Outcome.SIGNATURE_REPLAYED, None))
                 continue
+            # The type each new signature is bound to: the one it came with, except that
+            # the same delivery again (such as a retry BitByBit signed anew) is bound to
+            # the type the log holds it under, so a captured retry cannot be relabelled
+            # under a new webhook id.
+            bound_type = event_type
             known = logged.get(d.webhook_id)
-            if known is not None:
-                known_position, known_payload = known
-                if known_payload == d.payload:
-                    results.append(AppendResult(Outcome.DUPLICATE, known_position))
-                else:
-                    conflicts.append((known_position, *_row(d)))
-                    results.append(AppendResult(Outcome.CONFLICTING_DUPLICATE, known_position))
-                continue
-            position += 1
-            events.append((position, *_row(d)))
-            logged[d.webhook_id] = (position, d.payload)
+            if known is None:
+                position += 1
+                at, outcome = position, Outcome.ACCEPTED
+                events.append((position, *_row(d)))
+                logged[d.webhook_id] = (position, event_type, d.payload)
+            elif known[2] == d.payload:
+                at, bound_type, _ = known
+                outcome = Outcome.DUPLICATE
+            else:
+                at, outcome = known[0], Outcome.CONFLICTING_DUPLICATE
+                conflicts.append((at, *_row(d)))
             for digest in d.digests:
-                digest_types.setdefault((signed_at, digest), event_type)
-                digests.append((signed_at, digest, event_type, position))
-            results.append(AppendResult(Outcome.ACCEPTED, position))
+                if (signed_at, digest) not in digest_types:
+                    digest_types[signed_at, digest] = bound_type
+                    digests.append((signed_at, digest, bound_type, at))
+            results.append(AppendResult(outcome, at))
         _insert_rows(conn, INSERT_EVENT, events)
         _insert_rows(conn, digest_log.INSERT, digests)
         self._digests.appended(digests)
         _insert_rows(conn, INSERT_CONFLICT, conflicts)
         return results
 
-    def _logged(self, webhook_ids: list[str]) -> dict[str, tuple[int, bytes]]:
-        found: dict[str, tuple[int, bytes]] = {}
+    def _logged(self, webhook_ids: list[str]) -> dict[str, tuple[int, str, bytes]]:
+        """(position, event type, payload) of each of `webhook_ids` already in the log."""
+        found: dict[str, tuple[int, str, bytes]] = {}
         for chunk in _chunks(webhook_ids):
             marks = ",".join("?" * len(chunk))
             rows = self._conn.execute(
-                f"SELECT webhook_id, position, payload FROM events WHERE webhook_id IN ({marks})",
+                "SELECT webhook_id, position, event_type, payload FROM events "
+                f"WHERE webhook_id IN ({marks})",
                 chunk,
             )
-            found.update((w, (p, b)) for w, p, b in rows)
+            found.update((w, (p, t, b)) for w, p, t, b in rows)
         return found
 
     def _digest_types(self, batch: Sequence[Delivery]) -> dict[tuple[int, str], str]:

@@ -33,17 +33,20 @@ SIGNED_AT = 1_705_314_600
 
 
 def delivery(
-    webhook_id: str, payload: bytes = b'{"id": 1}', event_type: str = "order.created"
+    webhook_id: str,
+    payload: bytes = b'{"id": 1}',
+    event_type: str = "order.created",
+    signed_at: int = SIGNED_AT,
 ) -> Delivery:
     """A delivery as ingest builds it, its digest computed from the payload."""
-    digest = compute_digest(SECRET, str(SIGNED_AT), payload)
+    digest = compute_digest(SECRET, str(signed_at), payload)
     return Delivery(
         webhook_id=webhook_id,
         event_type=event_type,
         event_timestamp=SIGNED_AT,
-        signed_at=SIGNED_AT,
+        signed_at=signed_at,
         received_at="2024-01-15T10:30:00.000Z",
-        signature=f"t={SIGNED_AT},v1={digest}",
+        signature=f"t={signed_at},v1={digest}",
         payload=payload,
         digests=(digest,),
     )
@@ -179,6 +182,43 @@ class TestAppend:
         results += store.append([delivery("b")])
         assert [r.outcome for r in results] == [Outcome.ACCEPTED, Outcome.ACCEPTED]
         assert store.count() == 2
+
+    def test_resigned_retry_binds_its_signature_to_the_logged_type(
+        self, store: EventStore, tmp_path: Path
+    ) -> None:
+        """A duplicate's new signature keeps the logged type, whatever header it came with.
+
+        Remembered across a restart, like every other signature.
+        """
+        retry_at = SIGNED_AT + 30
+        store.append([delivery("a", event_type="order.updated")])
+        relabelled_retry = delivery("a", event_type="order.deleted", signed_at=retry_at)
+        assert store.append([relabelled_retry]) == [AppendResult(Outcome.DUPLICATE, 1)]
+        store.close()
+        reopened = EventStore.open(tmp_path / "events.db")
+        try:
+            forged = delivery("forged", event_type="order.deleted", signed_at=retry_at)
+            same_type = delivery("b", event_type="order.updated", signed_at=retry_at)
+            assert [r.outcome for r in reopened.append([forged, same_type])] == [
+                Outcome.SIGNATURE_REPLAYED,
+                Outcome.ACCEPTED,
+            ]
+        finally:
+            reopened.close()
+
+    def test_conflicting_duplicate_binds_its_signature_to_its_own_type(
+        self, store: EventStore
+    ) -> None:
+        """A kept-aside body is another delivery: its signature keeps the type it came with."""
+        retry_at = SIGNED_AT + 30
+        store.append([delivery("a", b'{"v": 1}', event_type="order.updated")])
+        other_body = delivery("a", b'{"v": 2}', event_type="order.updated", signed_at=retry_at)
+        forged = delivery("forged", b'{"v": 2}', event_type="order.deleted", signed_at=retry_at)
+        results = store.append([other_body, forged])
+        assert [r.outcome for r in results] == [
+            Outcome.CONFLICTING_DUPLICATE,
+            Outcome.SIGNATURE_REPLAYED,
+        ]
 
     def test_iter_all_reads_in_batches(self, store: EventStore) -> None:
         """iter_all yields every event once, in position order, whatever its batch size."""

@@ -276,6 +276,27 @@ class TestReplay:
         assert await post(client, BODY, second) == (200, {"status": "accepted", "position": 2})
         assert stored_ids(tmp_path) == ["wh_1", "wh_2"]
 
+    async def test_resigned_retry_relabelled_under_a_new_id_is_409(
+        self, client: Client, tmp_path: Path
+    ) -> None:
+        """A retry answered `duplicate` still binds its new signature to the logged type.
+
+        BitByBit signs each retry anew; were only accepted deliveries remembered, a
+        captured retry could come back under a new id as a delete.
+        """
+        now = int(time.time())
+        first = signed_headers(BODY, webhook_id="wh_1", event="order.updated", signed_at=now - 30)
+        retry = signed_headers(BODY, webhook_id="wh_1", event="order.updated", signed_at=now)
+        assert (await post(client, BODY, first))[1]["status"] == "accepted"
+        assert (await post(client, BODY, retry))[1]["status"] == "duplicate"
+        forged = retry | {
+            "X-BitByBit-Webhook-Id": "wh_forged",
+            "X-BitByBit-Webhook-Event": "order.deleted",
+        }
+        status, answer = await post(client, BODY, forged)
+        assert (status, answer["error"]) == (409, "signature_replayed")
+        assert stored_ids(tmp_path) == ["wh_1"]
+
 
 class TestDuplicates:
     """200 duplicate: a webhook id already in the log."""
