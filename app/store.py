@@ -35,6 +35,14 @@ BEGIN SELECT RAISE(ABORT, 'the event log is append-only: events cannot be update
 CREATE TRIGGER IF NOT EXISTS events_refuse_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'the event log is append-only: events cannot be deleted'); END;
 
+-- One row, rewritten by each readiness probe (`/readyz`): a committed write is the only
+-- proof that the log takes writes.
+CREATE TABLE IF NOT EXISTS write_probe (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    probed_at TEXT NOT NULL,
+    room BLOB NOT NULL
+) STRICT;
+
 -- Deliveries whose webhook id was already logged with a different body: never dropped
 -- silently, but never allowed to change the log either.
 CREATE TABLE IF NOT EXISTS conflicting_duplicates (
@@ -55,6 +63,11 @@ INSERT_EVENT = f"INSERT INTO events (position, {_COLUMNS}) VALUES (?, ?, ?, ?, ?
 INSERT_CONFLICT = (
     f"INSERT INTO conflicting_duplicates (logged_position, {_COLUMNS}) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# A page of zeros: the probe needs about the room a small delivery does, so a log that
+# cannot grow fails it.
+WRITE_PROBE = (
+    "INSERT OR REPLACE INTO write_probe (id, probed_at, room) VALUES (1, ?, zeroblob(4096))"
 )
 SELECT_HEAD = "SELECT COALESCE(MAX(position), 0) FROM events"
 SELECT_COUNT = "SELECT COUNT(*) FROM events"
@@ -252,6 +265,13 @@ class EventStore:
         except sqlite3.Error as exc:
             raise StoreUnavailableError(str(exc)) from exc
 
+    def write_probe(self, probed_at: str) -> None:
+        """Rewrite the probe row inside a transaction opened by `begin`."""
+        try:
+            self._conn.execute(WRITE_PROBE, (probed_at,))
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(str(exc)) from exc
+
     def _append_in_transaction(self, batch: Sequence[Delivery]) -> list[AppendResult]:
         conn = self._conn
         logged = self._logged(list({d.webhook_id for d in batch}))
@@ -363,23 +383,6 @@ class EventStore:
         while batch := self.read(after, batch_size):
             yield from batch
             after = batch[-1].position
-
-
-def probe_writable(path: Path, timeout: float = 2.0) -> None:
-    """Take and release the log's write lock on a connection of its own.
-
-    A probe must never borrow the writer's connection: between a batch's `begin` and
-    `commit` it belongs to that batch alone.
-    """
-    try:
-        conn = sqlite3.connect(path, isolation_level=None, timeout=timeout)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("ROLLBACK")
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise StoreUnavailableError(str(exc)) from exc
 
 
 def _row(d: Delivery) -> tuple[object, ...]:

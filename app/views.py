@@ -14,7 +14,7 @@ from aiohttp import hdrs, web
 from app.ingest import EVENT_HEADER, ID_HEADER, RejectedError
 from app.logs import log_delivery
 from app.metrics import CONTENT_TYPE_LATEST
-from app.store import Outcome, StoreUnavailableError, probe_writable
+from app.store import Outcome, StoreUnavailableError
 from app.typedefs import INGEST, METRICS, PROJECTOR, SETTINGS
 
 if TYPE_CHECKING:
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger("app.webhook")
 
 _encode = msgspec.json.encode
+# How long /readyz waits for its probe write to commit (another writer, such as an import,
+# may hold the log) before calling the log unavailable.
+PROBE_SECONDS = 2.0
 
 
 def _json(status: int, body: dict[str, object]) -> web.Response:
@@ -146,8 +149,8 @@ async def readyz(request: web.Request) -> web.Response:
     app = request.app
     projections = await app[PROJECTOR].report()
     try:
-        await asyncio.to_thread(probe_writable, app[SETTINGS].events_path)
-    except StoreUnavailableError:
+        await asyncio.wait_for(app[INGEST].writer.probe(), PROBE_SECONDS)
+    except (StoreUnavailableError, TimeoutError):
         return _json(
             503,
             {

@@ -17,12 +17,13 @@ import asyncio
 import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from app.rules import iso_now
 from app.store import AppendResult, Delivery, EventStore, StoreUnavailableError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Callable, Iterable
 
     from app.metrics import Metrics
 
@@ -44,6 +45,7 @@ class GroupCommitWriter:
         self._on_commit = on_commit
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-writer")
         self._pending: list[tuple[Delivery, asyncio.Future[AppendResult]]] = []
+        self._probes: list[asyncio.Future[None]] = []
         self._wakeup = asyncio.Event()
         self._stopping = False
 
@@ -54,15 +56,28 @@ class GroupCommitWriter:
         self._wakeup.set()
         return await future
 
+    async def probe(self) -> None:
+        """Return once a write rode along in one of the log's transactions and committed.
+
+        What `/readyz` asks: the probe takes the deliveries' own connection and path, in
+        turn with them, so it fails exactly when they would (a full disk, a lost file).
+        Raises `StoreUnavailableError` otherwise.
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._probes.append(future)
+        self._wakeup.set()
+        await future
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            while self._pending:
+            while self._pending or self._probes:
                 batch = self._pending[:MAX_BATCH]
                 del self._pending[:MAX_BATCH]
-                await self._commit(loop, batch)
+                probes, self._probes = self._probes, []
+                await self._commit(loop, batch, probes)
             if self._stopping:
                 return
 
@@ -70,32 +85,46 @@ class GroupCommitWriter:
         self,
         loop: asyncio.AbstractEventLoop,
         batch: list[tuple[Delivery, asyncio.Future[AppendResult]]],
+        probes: list[asyncio.Future[None]],
     ) -> None:
         started = time.perf_counter()
-        store = self._store
         try:
-            if not store.try_begin():
-                await loop.run_in_executor(self._executor, store.begin)
-            try:
-                results = store.append_in_transaction([delivery for delivery, _ in batch])
-                await loop.run_in_executor(self._executor, store.commit)
-            except BaseException:
-                # On the writer thread: a commit still running there owns the connection.
-                await loop.run_in_executor(self._executor, store.rollback)
-                raise
+            results = await self._write(loop, [delivery for delivery, _ in batch], bool(probes))
         except Exception as exc:  # noqa: BLE001 - every caller must be answered, whatever failed
             unavailable = (
                 exc if isinstance(exc, StoreUnavailableError) else StoreUnavailableError(str(exc))
             )
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(unavailable)
+            _fail((future for _, future in batch), unavailable)
+            _fail(probes, unavailable)
+            return
+        for probe in probes:
+            if not probe.done():
+                probe.set_result(None)
+        if not batch:
             return
         self._metrics.observe_commit(len(batch), time.perf_counter() - started)
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
         self._on_commit(max((r.position or 0) for r in results))
+
+    async def _write(
+        self, loop: asyncio.AbstractEventLoop, deliveries: list[Delivery], probe: bool
+    ) -> list[AppendResult]:
+        """One transaction: the deliveries, and the probe row if a probe is waiting."""
+        store = self._store
+        if not store.try_begin():
+            await loop.run_in_executor(self._executor, store.begin)
+        try:
+            results = store.append_in_transaction(deliveries)
+            if probe:
+                store.write_probe(iso_now(time.time()))
+            await loop.run_in_executor(self._executor, store.commit)
+        except BaseException:
+            # On the writer thread: a commit still running there owns the connection.
+            await loop.run_in_executor(self._executor, store.rollback)
+            raise
+        return results
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[GroupCommitWriter]:
@@ -109,3 +138,9 @@ class GroupCommitWriter:
             await task
             await asyncio.get_running_loop().run_in_executor(self._executor, self._store.close)
             self._executor.shutdown(wait=True)
+
+
+def _fail(futures: Iterable[asyncio.Future[Any]], error: StoreUnavailableError) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(error)

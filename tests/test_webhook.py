@@ -463,6 +463,19 @@ class TestStoreUnavailable:
         async with client.get("/metrics") as resp:
             assert 'bitbybit_rejections_total{code="store_unavailable"} 1.0' in await resp.text()
 
+    @pytest.mark.usefixtures("full_disk")
+    async def test_readyz_is_503_when_the_log_cannot_grow(self, client: Client) -> None:
+        """/readyz commits a write on the deliveries' own path, so a full log fails it."""
+        async with client.get("/readyz") as resp:
+            status, answer = resp.status, await resp.json()
+        assert (status, answer["error"]) == (503, "store_unavailable")
+
+    async def test_readyz_probe_commits_a_write(self, client: Client, tmp_path: Path) -> None:
+        """A 200 from /readyz means a write reached the log: the probe row is there."""
+        async with client.get("/readyz") as resp:
+            assert resp.status == 200
+        assert log_rows(tmp_path, "SELECT id, length(room) FROM write_probe") == [(1, 4096)]
+
 
 class TestStartup:
     """The endpoint never waits on projections.db."""
