@@ -83,8 +83,18 @@ def install(conn: sqlite3.Connection, projection: Projection, *, position: int =
             )
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
+
+
+def rollback(conn: sqlite3.Connection) -> None:
+    """Abandon the open transaction, unless SQLite already did.
+
+    SQLite rolls back by itself on some errors (SQLITE_FULL, SQLITE_IOERR); a second
+    ROLLBACK would fail with "no transaction is active" and hide the real cause.
+    """
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
 
 
 def create_tables(conn: sqlite3.Connection, projection: Projection) -> None:
@@ -163,7 +173,7 @@ class Projector:
                     conn.execute(UPDATE_CHECKPOINT, (events[-1].position, projection.NAME))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            rollback(conn)
             raise
         return len(events)
 
@@ -176,7 +186,7 @@ class Projector:
             rows = apply_events(self.conn, projection, events, fresh)
             self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            rollback(self.conn)
             raise
         self.stats[projection.NAME].events += len(events)
         self.stats[projection.NAME].rows += rows
@@ -251,6 +261,8 @@ def apply_events(
     conn.execute("SAVEPOINT batch")
     try:
         written = write_changes(conn, projection.TABLE, changes, fresh)
+    except sqlite3.OperationalError:
+        raise  # the database's fault, not an event's (disk full, I/O): the step is retried
     except Exception:  # noqa: BLE001 - e.g. an integer SQLite cannot bind; found one by one
         conn.execute("ROLLBACK TO batch")
         conn.execute("RELEASE batch")
@@ -267,6 +279,8 @@ def _apply_one_by_one(
         conn.execute("SAVEPOINT event")
         try:
             written += write_changes(conn, projection.TABLE, projection.apply(event))
+        except sqlite3.OperationalError:
+            raise
         except Exception as exc:  # noqa: BLE001 - recorded, the projection moves on
             conn.execute("ROLLBACK TO event")
             record_error(conn, projection, event, exc)

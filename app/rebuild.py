@@ -345,7 +345,7 @@ def _switch(
                 summary.seconds += time.monotonic() - started
             main.execute("COMMIT")
         except BaseException:
-            main.execute("ROLLBACK")
+            projector_module.rollback(main)
             raise
     finally:
         for projection in projections:

@@ -173,7 +173,8 @@ def _move_digests_of_earlier_releases(conn: sqlite3.Connection) -> None:
             conn.execute("DROP TABLE signature_digests")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # unless SQLite rolled back by itself (disk full)
+            conn.execute("ROLLBACK")
         raise
 
 

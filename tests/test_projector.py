@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pkgutil
+import sqlite3
 import types
 from typing import TYPE_CHECKING, Any
 
@@ -352,6 +353,33 @@ def test_crash_while_writing_resumes_from_checkpoint(
     live.project(3)
     assert live.dump() == uninterrupted(tmp_path / "whole")
     live.close()
+
+
+@pytest.mark.parametrize("whole_transaction", [True, False])
+def test_a_full_disk_fails_the_step_and_records_no_event_error(
+    monkeypatch: pytest.MonkeyPatch, harness: Harness, whole_transaction: bool
+) -> None:
+    """SQLITE_FULL is the database's fault: the step fails with it and is retried later.
+
+    Recording it against the events would skip them for good; and when SQLite abandoned
+    the whole transaction by itself, a second ROLLBACK must not hide the real cause.
+    """
+    harness.append(story())
+
+    def disk_full(conn: sqlite3.Connection, *_args: object, **_kwargs: object) -> int:
+        if whole_transaction:
+            conn.execute("ROLLBACK")  # what SQLite may do by itself on a full disk
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(projector_module, "write_changes", disk_full)
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        harness.project(5)
+    assert not harness.conn.in_transaction
+    assert set(harness.checkpoints().values()) == {0}
+    monkeypatch.undo()
+    harness.project(5)
+    assert set(harness.checkpoints().values()) == {len(story())}
+    assert harness.conn.execute("SELECT COUNT(*) FROM _projection_errors").fetchone() == (0,)
 
 
 def test_reapplying_the_log_changes_nothing(harness: Harness, tmp_path: Path) -> None:
