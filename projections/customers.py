@@ -5,6 +5,9 @@ Decisions where the SPEC is silent:
   carries a non-empty list (or a `customer.created` carries any list).
 - `addresses: null` clears the child rows, like any explicit null.
 - Any event naming an id makes its row exist, even an update that carries no field.
+- Two events with the same `updatedAt` are ordered by the timestamp header, then by
+  webhook id (`_rules.event_version`); ids are unique in the log, so no two events
+  tie and arrival order never decides.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ Decisions where the SPEC is silent:
   `inbound` even if a status event for it (which says `outbound`) is newer. Such status
   events still rank into `status` and `message_status_history`.
 - Fields of messages have no `updatedAt`, so their registers are ordered by
-  (timestamp header, webhook id).
+  (timestamp header, webhook id); ids are unique in the log, so no two events tie, and
+  two statuses of the same rank go to the later timestamp header, then the larger id.
 - `status_updated_at` moves with `status`: it is the winning status event's time.
 - History keeps a row even for a status value the ranking does not know.
 """

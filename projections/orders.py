@@ -7,6 +7,9 @@ Decisions where the SPEC is silent:
   none. A leaf absent from the object leaves its column alone.
 - The SPEC lists no `deleted_at` for orders and the catalogue has no `order.deleted`,
   so this projection reads only `order.created` and `order.updated`.
+- Two events with the same `updatedAt` are ordered by the timestamp header, then by
+  webhook id (`_rules.event_version`); ids are unique in the log, so no two events
+  tie and arrival order never decides.
 """
 
 from __future__ import annotations

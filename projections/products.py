@@ -4,6 +4,9 @@ Decisions where the SPEC is silent:
 - `media`, `options`, `tags` and `types` are stored as JSON text whatever their items
   are; `media: null` stores NULL.
 - `variants` is one register, replaced whole like every list.
+- Two events with the same `updatedAt` are ordered by the timestamp header, then by
+  webhook id (`_rules.event_version`); ids are unique in the log, so no two events
+  tie and arrival order never decides.
 """
 
 from __future__ import annotations
