@@ -52,7 +52,8 @@ class ServeProcess:
 
     def __init__(self, data_dir: Path) -> None:
         self.port = free_port()
-        self.log = (data_dir.parent / f"serve-{self.port}.log").open("wb")
+        self.log_path = data_dir.parent / f"serve-{self.port}.log"
+        self.log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [
                 *(sys.executable, "-m", "app", "serve"),

@@ -84,10 +84,14 @@ def test_kill_9_loses_no_acknowledged_delivery(tmp_path: Path, servers: list[Ser
     assert answers == [(200, {"status": "duplicate", "position": acknowledged[w]}) for w in retried]
 
 
-def test_sigterm_answers_in_flight_requests_then_exits_0(
-    tmp_path: Path, servers: list[ServeProcess]
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_a_stop_signal_answers_in_flight_requests_then_exits_0(
+    tmp_path: Path, servers: list[ServeProcess], stop_signal: signal.Signals
 ) -> None:
-    """SIGTERM stops new connections, finishes the request in progress with a 200, exits 0."""
+    """SIGTERM or SIGINT stops new connections, finishes the request in progress, exits 0.
+
+    The log, written to a file rather than a terminal, is JSON: a line per delivery.
+    """
     data_dir = tmp_path / "data"
     server = ServeProcess(data_dir)
     servers.append(server)
@@ -107,8 +111,8 @@ def test_sigterm_answers_in_flight_requests_then_exits_0(
             # A round trip on a later connection: the server has read everything sent before.
             assert server.request("GET", "/healthz")[0] == 200
 
-            server.proc.send_signal(signal.SIGTERM)
-            wait_until(lambda: not _accepts(server.port), "the listener to close after SIGTERM")
+            server.proc.send_signal(stop_signal)
+            wait_until(lambda: not _accepts(server.port), "the listener to close after the signal")
             assert server.proc.poll() is None, "serve exited with a request still in flight"
 
             blocker.execute("ROLLBACK")
@@ -121,6 +125,9 @@ def test_sigterm_answers_in_flight_requests_then_exits_0(
     assert answer == {"status": "accepted", "position": 1}
     assert server.proc.wait(DEADLINE_SECONDS) == 0
     assert logged(data_dir) == {"wh_term": (1, body)}
+    lines = [json.loads(line) for line in server.log_path.read_bytes().splitlines()]
+    [line] = [line for line in lines if line["event"] == "delivery"]
+    assert (line["webhook_id"], line["outcome"], line["level"]) == ("wh_term", "accepted", "info")
 
 
 def _read_until(sock: socket.socket, terminator: bytes) -> bytes:
