@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -12,13 +13,20 @@ from app.store import EventStore
 from projections import discover
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from app.settings import Settings
 
 
 def collect(settings: Settings) -> dict[str, object]:
-    """The SPEC's status object: `{"log": {...}, "projections": [...]}`."""
-    store = EventStore.open(settings.events_path)
-    conn = projector.connect(settings.projections_path)
+    """The SPEC's status object: `{"log": {...}, "projections": [...]}`.
+
+    Reads only: both files are opened read-only, and a missing projections.db (`serve`
+    creates and fills it) is reported as projections at position 0, not created.
+    """
+    store = EventStore(_read_only(settings.events_path))
+    path = settings.projections_path
+    conn = _read_only(path) if path.exists() else projector.connect(":memory:")
     try:
         runner = projector.Projector(conn, store, discover())
         statuses = runner.statuses()
@@ -36,6 +44,10 @@ def collect(settings: Settings) -> dict[str, object]:
     finally:
         conn.close()
         store.close()
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
 
 
 def print_status(settings: Settings, *, as_json: bool) -> int:
