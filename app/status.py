@@ -21,12 +21,12 @@ if TYPE_CHECKING:
 def collect(settings: Settings) -> dict[str, object]:
     """The SPEC's status object: `{"log": {...}, "projections": [...]}`.
 
-    Reads only: both files are opened read-only, and a missing projections.db (`serve`
-    creates and fills it) is reported as projections at position 0, not created.
+    Reads only: both files are opened read-only, and a projections.db that `serve` has
+    not made yet (missing, or not yet holding its bookkeeping) is reported as projections
+    at position 0, not created.
     """
     store = EventStore(_read_only(settings.events_path))
-    path = settings.projections_path
-    conn = _read_only(path) if path.exists() else projector.connect(":memory:")
+    conn = _projections_or_empty(settings.projections_path)
     try:
         runner = projector.Projector(conn, store, discover())
         statuses = runner.statuses()
@@ -48,6 +48,15 @@ def collect(settings: Settings) -> dict[str, object]:
 
 def _read_only(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+
+
+def _projections_or_empty(path: Path) -> sqlite3.Connection:
+    if path.exists():
+        conn = _read_only(path)
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = '_projections'").fetchone():
+            return conn
+        conn.close()
+    return projector.connect(":memory:")  # the bookkeeping tables, empty
 
 
 def print_status(settings: Settings, *, as_json: bool) -> int:

@@ -63,6 +63,8 @@ class ServeProcess:
             env=app_env(),
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            # A process group of its own, as on a terminal: a test can Ctrl-C all of it.
+            start_new_session=True,
         )
         wait_until(self.healthy, "/healthz")
 

@@ -24,8 +24,9 @@ if TYPE_CHECKING:
     from tests.conftest import Client, MakeClient
 
 DEADLINE_SECONDS = 20.0
-# SPEC §6: a query a moment after a 200 sees the event, "well under a second".
-VISIBLE_WITHIN_SECONDS = 1.0
+# SPEC §6: a query a moment after a 200 sees the event, "well under a second". Half a
+# second also tells the commit's nudge apart from the follower's once-a-second poll.
+VISIBLE_WITHIN_SECONDS = 0.5
 
 
 async def deliver(client: Client, event_type: str, payload: dict[str, Any]) -> int:
@@ -98,6 +99,7 @@ async def test_a_delivery_is_queryable_well_under_a_second(
     while "fresh@example.com" not in customer_emails(settings):
         assert time.monotonic() - answered < VISIBLE_WITHIN_SECONDS
         await asyncio.sleep(0.01)  # polling interval: the condition decides
+    assert time.monotonic() - answered < VISIBLE_WITHIN_SECONDS
 
 
 async def test_stale_projection_is_logged_reported_and_left_alone(

@@ -403,6 +403,33 @@ class TestConcurrency:
         assert len(event_rows(tmp_path)) == 51
 
 
+class TestProbe:
+    """The readiness probe rides in the writer's transactions and counts as no delivery."""
+
+    async def test_a_probe_alone_commits_without_a_batch(self, tmp_path: Path) -> None:
+        """A probe-only transaction writes the probe row, and no commit metric or nudge."""
+        metrics = Metrics()
+        heads: list[int] = []
+        writer = GroupCommitWriter(
+            EventStore.open(tmp_path / "events.db"), metrics, on_commit=heads.append
+        )
+        async with writer.running():
+            await writer.probe()
+            await asyncio.gather(writer.probe(), writer.append(delivery("a")), writer.probe())
+        assert log_rows(tmp_path, "SELECT id FROM write_probe") == [(1,)]
+        assert heads == [1]
+        counted = {
+            sample.name: sample.value
+            for histogram in (metrics.commit_batch_size, metrics.commit_seconds)
+            for family in histogram.collect()
+            for sample in family.samples
+        }
+        assert counted["bitbybit_commit_batch_size_count"] == 1  # the delivery's batch only
+        assert counted["bitbybit_commit_batch_size_sum"] == 1
+        assert counted["bitbybit_commit_seconds_count"] == 1
+        assert [r[1] for r in event_rows(tmp_path)] == ["a"]
+
+
 class TestUnavailable:
     """A log that cannot be written stores nothing and says so."""
 
