@@ -13,11 +13,13 @@ any body the log holds survives byte for byte.
 
 Import appends through `EventStore.append`, the endpoint's own code path: the same
 duplicate, conflicting-duplicate and signature-replay rules apply, and importing a file
-twice adds nothing. The replay memory of retries answered `duplicate` is not in the file
-(only logged deliveries are); it matters only within the signature tolerance, and the
-README says to wait that long before a moved installation takes deliveries. It keeps each line's timestamps and signature and skips the time
+twice adds nothing. It keeps each line's timestamps and signature and skips the time
 window, since exported deliveries are old by nature. Positions are not imported: the
 target log numbers deliveries in file order after its own.
+
+The signatures of retries answered `duplicate` are not in the file (only logged
+deliveries are). The replay check needs them only within the signature tolerance, so
+the README says to wait that long before a moved installation takes deliveries.
 
 The file is read twice: once to validate every line (and, with `--verify`, every
 signature), then once to append. A bad line therefore stops the import before anything
