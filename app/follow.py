@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import os
 import select
-import signal
 import sys
 import time
 from pathlib import Path
@@ -84,10 +83,6 @@ def _wait_for_news(wake_fd: int, not_before: float) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m app.follow DATA_DIR`, started by `serve` with a pipe on stdin."""
     args = sys.argv[1:] if argv is None else argv
-    # A Ctrl-C on a terminal reaches the whole process group: `serve` stops on it and
-    # closes this process's stdin, which is how it ends (a traceback here would only
-    # break the JSON log).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Projecting can wait; deliveries cannot. Under load the endpoint gets the cores
     # first, and the follower catches up with whatever time is left.
     os.nice(NICENESS)

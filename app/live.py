@@ -114,6 +114,11 @@ class LiveProjector:
                 "app.follow",
                 str(self._settings.data_dir),
                 stdin=asyncio.subprocess.PIPE,
+                # A process group of its own: a Ctrl-C on a terminal reaches the foreground
+                # group, that is `serve`, which then stops the follower by closing its
+                # stdin. Had the follower got the SIGINT too, it would die with a traceback
+                # in the log, even while still starting up.
+                process_group=0,
             )
             code = await self._process.wait()
             log.error("follower_exited", returncode=code)

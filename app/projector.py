@@ -261,9 +261,11 @@ def apply_events(
     conn.execute("SAVEPOINT batch")
     try:
         written = write_changes(conn, projection.TABLE, changes, fresh)
-    except sqlite3.OperationalError:
-        raise  # the database's fault, not an event's (disk full, I/O): the step is retried
-    except Exception:  # noqa: BLE001 - e.g. an integer SQLite cannot bind; found one by one
+    except Exception as exc:
+        if database_failed(exc):
+            raise
+        # Something in the batch SQLite would not take (an integer too large to bind,
+        # say): found by applying the events one by one.
         conn.execute("ROLLBACK TO batch")
         conn.execute("RELEASE batch")
         return _apply_one_by_one(conn, projection, events)
@@ -279,13 +281,25 @@ def _apply_one_by_one(
         conn.execute("SAVEPOINT event")
         try:
             written += write_changes(conn, projection.TABLE, projection.apply(event))
-        except sqlite3.OperationalError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - recorded, the projection moves on
+        except Exception as exc:
+            if database_failed(exc):
+                raise
+            # The event's own fault: recorded, and the projection moves on.
             conn.execute("ROLLBACK TO event")
             record_error(conn, projection, event, exc)
         conn.execute("RELEASE event")
     return written
+
+
+def database_failed(exc: Exception) -> bool:
+    """Whether `exc` is the database's fault (disk full, I/O, corruption, no memory).
+
+    Such a failure fails the whole step, to be retried; recording it against the events
+    would skip them for good. Constraint and binding errors remain the event's own.
+    """
+    return isinstance(exc, sqlite3.OperationalError | MemoryError) or (
+        type(exc) is sqlite3.DatabaseError
+    )
 
 
 def record_error(

@@ -355,9 +355,19 @@ def test_crash_while_writing_resumes_from_checkpoint(
     live.close()
 
 
-@pytest.mark.parametrize("whole_transaction", [True, False])
+@pytest.mark.parametrize(
+    ("whole_transaction", "failure"),
+    [
+        (True, sqlite3.OperationalError("database or disk is full")),
+        (False, sqlite3.OperationalError("database or disk is full")),
+        (False, sqlite3.DatabaseError("database disk image is malformed")),
+    ],
+)
 def test_a_full_disk_fails_the_step_and_records_no_event_error(
-    monkeypatch: pytest.MonkeyPatch, harness: Harness, whole_transaction: bool
+    monkeypatch: pytest.MonkeyPatch,
+    harness: Harness,
+    whole_transaction: bool,
+    failure: sqlite3.DatabaseError,
 ) -> None:
     """SQLITE_FULL is the database's fault: the step fails with it and is retried later.
 
@@ -369,10 +379,10 @@ def test_a_full_disk_fails_the_step_and_records_no_event_error(
     def disk_full(conn: sqlite3.Connection, *_args: object, **_kwargs: object) -> int:
         if whole_transaction:
             conn.execute("ROLLBACK")  # what SQLite may do by itself on a full disk
-        raise sqlite3.OperationalError("database or disk is full")
+        raise failure
 
     monkeypatch.setattr(projector_module, "write_changes", disk_full)
-    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+    with pytest.raises(type(failure), match=str(failure)):
         harness.project(5)
     assert not harness.conn.in_transaction
     assert set(harness.checkpoints().values()) == {0}
