@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import structlog
 
+from app.store import rollback_if_open
 from projections._fold import write_changes
 
 if TYPE_CHECKING:
@@ -83,18 +84,8 @@ def install(conn: sqlite3.Connection, projection: Projection, *, position: int =
             )
         conn.execute("COMMIT")
     except BaseException:
-        rollback(conn)
+        rollback_if_open(conn)
         raise
-
-
-def rollback(conn: sqlite3.Connection) -> None:
-    """Abandon the open transaction, unless SQLite already did.
-
-    SQLite rolls back by itself on some errors (SQLITE_FULL, SQLITE_IOERR); a second
-    ROLLBACK would fail with "no transaction is active" and hide the real cause.
-    """
-    if conn.in_transaction:
-        conn.execute("ROLLBACK")
 
 
 def create_tables(conn: sqlite3.Connection, projection: Projection) -> None:
@@ -173,7 +164,7 @@ class Projector:
                     conn.execute(UPDATE_CHECKPOINT, (events[-1].position, projection.NAME))
             conn.execute("COMMIT")
         except BaseException:
-            rollback(conn)
+            rollback_if_open(conn)
             raise
         return len(events)
 
@@ -186,7 +177,7 @@ class Projector:
             rows = apply_events(self.conn, projection, events, fresh)
             self.conn.execute("COMMIT")
         except BaseException:
-            rollback(self.conn)
+            rollback_if_open(self.conn)
             raise
         self.stats[projection.NAME].events += len(events)
         self.stats[projection.NAME].rows += rows

@@ -30,7 +30,7 @@ import msgspec
 import structlog
 
 from app import projector as projector_module
-from app.store import EventStore, StoredEvent
+from app.store import EventStore, StoredEvent, rollback_if_open
 from projections import discover
 from projections._fold import Fresh
 
@@ -345,7 +345,7 @@ def _switch(
                 summary.seconds += time.monotonic() - started
             main.execute("COMMIT")
         except BaseException:
-            projector_module.rollback(main)
+            rollback_if_open(main)
             raise
     finally:
         for projection in projections:

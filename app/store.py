@@ -173,9 +173,18 @@ def _move_digests_of_earlier_releases(conn: sqlite3.Connection) -> None:
             conn.execute("DROP TABLE signature_digests")
         conn.execute("COMMIT")
     except BaseException:
-        if conn.in_transaction:  # unless SQLite rolled back by itself (disk full)
-            conn.execute("ROLLBACK")
+        rollback_if_open(conn)
         raise
+
+
+def rollback_if_open(conn: sqlite3.Connection) -> None:
+    """Abandon the open transaction, unless SQLite already did.
+
+    SQLite rolls back by itself on some errors (SQLITE_FULL, SQLITE_IOERR); a second
+    ROLLBACK would fail with "no transaction is active" and hide the real cause.
+    """
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
 
 
 def _has_old_digests(conn: sqlite3.Connection) -> bool:
@@ -250,14 +259,9 @@ class EventStore:
             raise StoreUnavailableError(str(exc)) from exc
 
     def rollback(self) -> None:
-        """Abandon the open transaction, if SQLite has not already done so.
-
-        SQLite rolls back by itself on some errors (SQLITE_FULL, SQLITE_IOERR); a second
-        ROLLBACK would fail and hide the real cause.
-        """
+        """Abandon the open transaction (if SQLite has not already), and what it took in."""
         self._digests.forget()
-        if self._conn.in_transaction:
-            self._conn.execute("ROLLBACK")
+        rollback_if_open(self._conn)
 
     def append_in_transaction(self, batch: Sequence[Delivery]) -> list[AppendResult]:
         """Write a batch inside a transaction opened by `begin`; one result per delivery."""
