@@ -105,3 +105,20 @@ def make_client(aiohttp_client: AiohttpClient) -> MakeClient:
 @pytest.fixture
 async def client(make_client: MakeClient, settings: Settings) -> Client:
     return await make_client(settings)
+
+
+def metric_sample(text: str, name: str) -> float:
+    """The value of one sample line of a Prometheus text exposition."""
+    for line in text.splitlines():
+        metric, _, value = line.rpartition(" ")
+        if metric == name:
+            return float(value)
+    msg = f"{name} not in /metrics"
+    raise AssertionError(msg)
+
+
+async def post(client: Client, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+    """POST a delivery; the status and the decoded JSON answer."""
+    async with client.post("/webhooks", data=body, headers=headers) as resp:
+        assert resp.content_type == "application/json"
+        return resp.status, await resp.json()

@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 from app import cli, projector
 from app.store import EventStore
 from projections import customers, discover
-from tests.conftest import signed_headers
+from tests.conftest import metric_sample, post, signed_headers
 from tests.projections._helpers import sample
 
 if TYPE_CHECKING:
@@ -32,12 +32,10 @@ VISIBLE_WITHIN_SECONDS = 0.5
 async def deliver(client: Client, event_type: str, payload: dict[str, Any]) -> int:
     """POST one signed delivery; the log position it was accepted at."""
     body = msgspec.json.encode(payload)
-    async with client.post(
-        "/webhooks", data=body, headers=signed_headers(body, event=event_type)
-    ) as resp:
-        assert resp.status == 200, await resp.text()
-        position: int = (await resp.json())["position"]
-        return position
+    status, answer = await post(client, body, signed_headers(body, event=event_type))
+    assert status == 200, answer
+    position: int = answer["position"]
+    return position
 
 
 async def readyz_projections(client: Client) -> list[dict[str, Any]]:
@@ -66,13 +64,6 @@ def customer_emails(settings: Settings) -> list[str]:
         conn.close()
 
 
-def metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"{name} not in /metrics")
-
-
 async def test_projection_gauges_report_position_lag_and_errors(client: Client) -> None:
     """/metrics: every projection at the head, and the unusable event counted once."""
     await deliver(client, "customer.created", sample("customer.created"))
@@ -82,10 +73,10 @@ async def test_projection_gauges_report_position_lag_and_errors(client: Client) 
         text = await resp.text()
     for projection in discover():
         label = f'{{projection="{projection.NAME}"}}'
-        assert metric(text, f"bitbybit_projection_position{label}") == head
-        assert metric(text, f"bitbybit_projection_lag{label}") == 0
+        assert metric_sample(text, f"bitbybit_projection_position{label}") == head
+        assert metric_sample(text, f"bitbybit_projection_lag{label}") == 0
         expected_errors = 1 if projection is customers else 0
-        assert metric(text, f"bitbybit_projection_errors{label}") == expected_errors
+        assert metric_sample(text, f"bitbybit_projection_errors{label}") == expected_errors
 
 
 async def test_a_delivery_is_queryable_well_under_a_second(

@@ -21,6 +21,8 @@ from tests.conftest import (
     conflict_rows,
     event_rows,
     log_rows,
+    metric_sample,
+    post,
     signed_headers,
 )
 
@@ -32,13 +34,6 @@ if TYPE_CHECKING:
 
 BODY = b'{"id": "ord_1", "status": "paid", "total": 12.5}'
 ISO_MILLIS_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-
-
-async def post(client: Client, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
-    """POST a delivery; the status and the decoded JSON answer."""
-    async with client.post("/webhooks", data=body, headers=headers) as resp:
-        assert resp.content_type == "application/json"
-        return resp.status, await resp.json()
 
 
 def stored_ids(data_dir: Path) -> list[str]:
@@ -431,8 +426,8 @@ class TestAccepted:
         assert all(bodies[w] == payload for _, w, _, payload in rows)
         async with client.get("/metrics") as resp:
             text = await resp.text()
-        commits = _sample(text, "bitbybit_commit_batch_size_count")
-        assert _sample(text, "bitbybit_commit_batch_size_sum") == 200
+        commits = metric_sample(text, "bitbybit_commit_batch_size_count")
+        assert metric_sample(text, "bitbybit_commit_batch_size_sum") == 200
         assert commits < 200  # group commit: some transactions held several deliveries
 
 
@@ -553,12 +548,12 @@ class TestOtherRoutes:
             assert resp.content_type == "text/plain"
             text = await resp.text()
         deliveries = 'bitbybit_deliveries_total{{event_type="order.created",outcome="{}"}}'
-        assert _sample(text, deliveries.format("accepted")) == 1
-        assert _sample(text, deliveries.format("duplicate")) == 1
-        assert _sample(text, 'bitbybit_rejections_total{code="invalid_signature"}') == 1
-        assert _sample(text, "bitbybit_duplicates_total") == 1
-        assert _sample(text, "bitbybit_commit_batch_size_count") == 2
-        assert _sample(text, "bitbybit_commit_seconds_count") == 2
+        assert metric_sample(text, deliveries.format("accepted")) == 1
+        assert metric_sample(text, deliveries.format("duplicate")) == 1
+        assert metric_sample(text, 'bitbybit_rejections_total{code="invalid_signature"}') == 1
+        assert metric_sample(text, "bitbybit_duplicates_total") == 1
+        assert metric_sample(text, "bitbybit_commit_batch_size_count") == 2
+        assert metric_sample(text, "bitbybit_commit_seconds_count") == 2
         assert "bitbybit_commit_seconds_bucket{" in text
         for projection in discover():
             assert f'bitbybit_projection_lag{{projection="{projection.NAME}"}}' in text
@@ -657,13 +652,3 @@ class TestSecretsStayHidden:
         assert marker.decode() not in repr(logs)
         assert len([e for e in logs if e["event"] == "delivery"]) == len(requests)
         assert any(e["event"] == "started" for e in logs)
-
-
-def _sample(text: str, name: str) -> float:
-    """The value of one sample line of a Prometheus text exposition."""
-    for line in text.splitlines():
-        metric, _, value = line.rpartition(" ")
-        if metric == name:
-            return float(value)
-    msg = f"{name} not in /metrics"
-    raise AssertionError(msg)
