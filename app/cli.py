@@ -9,7 +9,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from app.rebuild import RebuildError
+from app.projection.rebuild import RebuildError
 from app.settings import DEFAULT_DATA_DIR, Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -121,8 +121,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 def _serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from aiohttp import web  # noqa: PLC0415 - only serve needs the web stack
 
-    from app.logs import configure_logging  # noqa: PLC0415
-    from app.main import create_app  # noqa: PLC0415
+    from app.http.main import create_app  # noqa: PLC0415
+    from app.logging_setup import configure_logging  # noqa: PLC0415
 
     settings = Settings.from_env(environ, data_dir=args.data_dir, host=args.host, port=args.port)
     settings.require_secret()
@@ -145,20 +145,20 @@ def _serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def _status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from app.status import print_status  # noqa: PLC0415
+    from app.ops.status import print_status  # noqa: PLC0415
 
     settings = Settings.from_env(environ, data_dir=args.data_dir)
-    settings.require_log()
+    settings.require_event_log()
     return print_status(settings, as_json=args.json)
 
 
 def _rebuild(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from app import rebuild  # noqa: PLC0415
-    from app.logs import configure_logging  # noqa: PLC0415
+    from app.logging_setup import configure_logging  # noqa: PLC0415
+    from app.projection import rebuild  # noqa: PLC0415
     from projections import discover  # noqa: PLC0415
 
     settings = Settings.from_env(environ, data_dir=args.data_dir)
-    settings.require_log()
+    settings.require_event_log()
     configure_logging()
     selected = rebuild.select(discover(), args.projection)
     if args.check:
@@ -219,7 +219,7 @@ def _add_send_test_command(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
 ) -> None:
     # Only the samples' names: the HTTP client is imported when send-test runs.
-    from app.samples import DEFAULT_URL, EVENT_TYPES  # noqa: PLC0415
+    from app.ops.samples import DEFAULT_URL, EVENT_TYPES  # noqa: PLC0415
 
     parser = commands.add_parser(
         "send-test",
@@ -271,7 +271,7 @@ def _positive_int(text: str) -> int:
 
 
 def _export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from app import transfer  # noqa: PLC0415
+    from app.ops import transfer  # noqa: PLC0415
 
     settings = Settings.from_env(environ, data_dir=args.data_dir)
     try:
@@ -286,8 +286,8 @@ def _export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 def _import(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from pathlib import Path  # noqa: PLC0415
 
-    from app import transfer  # noqa: PLC0415
-    from app.store import StoreUnavailableError  # noqa: PLC0415
+    from app.eventlog.store import StoreUnavailableError  # noqa: PLC0415
+    from app.ops import transfer  # noqa: PLC0415
 
     settings = Settings.from_env(environ, data_dir=args.data_dir)
     if args.verify:
@@ -310,10 +310,10 @@ def _import(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def _send_test(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from app import send_test  # noqa: PLC0415
-    from app.samples import EVENT_TYPES  # noqa: PLC0415
+    from app.ops import sample_sender  # noqa: PLC0415
+    from app.ops.samples import EVENT_TYPES  # noqa: PLC0415
 
     settings = Settings.from_env(environ, data_dir=args.data_dir)
     settings.require_secret()
     event_types = list(dict.fromkeys(args.event)) or list(EVENT_TYPES)
-    return send_test.run(args.url, settings.secrets[0], event_types, args.count)
+    return sample_sender.run(args.url, settings.secrets[0], event_types, args.count)

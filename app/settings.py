@@ -51,7 +51,7 @@ class Settings:
         """The disposable projection tables."""
         return self.data_dir / "projections.db"
 
-    def require_log(self) -> None:
+    def require_event_log(self) -> None:
         """Refuse to report on, or rebuild from, a log that is not there.
 
         A mistyped `--data-dir` would otherwise quietly create an empty one.

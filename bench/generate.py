@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from app.rules import iso_now
-from app.store import Delivery, EventStore
+from app.eventlog.store import Delivery, EventStore
+from app.instants import format_instant
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -47,7 +47,7 @@ _encode = msgspec.json.Encoder().encode
 
 
 def _iso(seconds: int) -> str:
-    return iso_now(seconds)
+    return format_instant(seconds)
 
 
 class Generator:

@@ -52,7 +52,7 @@ from typing import IO, TYPE_CHECKING
 
 import msgspec
 
-from app.signature import sign
+from app.eventlog.signature import sign
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

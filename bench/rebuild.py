@@ -9,7 +9,7 @@
    (a) the naive ceiling: read every event in position order, decode it with
        `msgspec.json.decode`, upsert it as one row of a plain 10-column table with
        `executemany` in batches of 1,000;
-   (b) `app.rebuild.rebuild` of every projection into a fresh data directory.
+   (b) `app.projection.rebuild.rebuild` of every projection into a fresh data directory.
 3. Prints events/s of both, the ratio b/a (target >= 1.0) and the rebuild's peak RSS
    (target < 1 GiB): its main process's, plus its worker processes' bounded by the
    largest one's peak (RUSAGE_CHILDREN reports the largest, not the sum).
@@ -31,10 +31,10 @@ from typing import Any
 import msgspec
 from generate import generate  # bench/generate.py, beside this script
 
-from app import projector as projector_module
-from app import rebuild as rebuild_module
+from app.eventlog.store import EventStore
+from app.projection import projector as projector_module
+from app.projection import rebuild as rebuild_module
 from app.settings import Settings
-from app.store import EventStore
 from projections import discover
 
 NAIVE_BATCH = 1_000

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
-from app.rules import iso_now
+from app.instants import format_instant
 
 __all__ = [
     "carries_list",
     "event_time",
     "event_version",
-    "iso_now",
+    "format_instant",
     "json_text",
     "parse_instant",
     "status_rank",
@@ -116,4 +116,4 @@ class _Timestamped(Protocol):
 def event_time(event: _Timestamped) -> str:
     """When an event happened: its timestamp header, or the signature's `t` without one."""
     seconds = event.signed_at if event.event_timestamp is None else event.event_timestamp
-    return iso_now(seconds)
+    return format_instant(seconds)

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from structlog.testing import capture_logs
 
-from app import cli, projector
-from app.store import EventStore
+from app import cli
+from app.eventlog.store import EventStore
+from app.projection import projector
 from projections import customers, discover
 from tests.conftest import metric_sample, post, signed_headers
 from tests.projections._helpers import sample

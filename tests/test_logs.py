@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from app import logs
+from app import logging_setup as logs
 
 if TYPE_CHECKING:
     import pytest

@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.store import Delivery, Outcome
+from app.eventlog.store import Delivery, Outcome
 from tests.projections._helpers import T0, Dump, Harness, delivery, rebuilt, replayed
 
 Payload = dict[str, Any]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import projections
-from app import projector as projector_module
+from app.projection import projector as projector_module
 from projections._fold import EntityTable, write_changes
 from tests.projections._helpers import T0, Harness, delivery, rebuilt, replayed, sample
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
-    from app.store import Delivery
+    from app.eventlog.store import Delivery
     from projections._fold import Change, Event
 
 # SPEC section 5, column for column and in order: (columns, primary key).

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 import msgspec
 import pytest
 
-from app import projector
-from app.store import Delivery, EventStore
+from app.eventlog.store import Delivery, EventStore
+from app.projection import projector
 from projections import discover
 
 if TYPE_CHECKING:

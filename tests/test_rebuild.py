@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 import projections
 import projections.customers
 import projections.orders
-from app import rebuild as rebuild_module
-from app.projector import Projector, connect
-from app.rebuild import RebuildError, check, exclusive, rebuild, select
+from app.eventlog.store import Delivery, EventStore
+from app.projection import rebuild as rebuild_module
+from app.projection.projector import Projector, connect
+from app.projection.rebuild import RebuildError, check, exclusive, rebuild, select
 from app.settings import Settings
-from app.store import Delivery, EventStore
 from tests.projections._helpers import T0, delivery, dump_tables, sample
 
 if TYPE_CHECKING:
@@ -397,7 +397,7 @@ import os, signal, sys
 from pathlib import Path
 import projections
 import projections.orders
-from app import rebuild
+from app.projection import rebuild
 from app.settings import Settings
 
 original = projections.orders.apply

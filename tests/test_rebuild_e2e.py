@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from app.signature import sign
+from app.eventlog.signature import sign
 from tests._serve import DEADLINE_SECONDS, ROOT, ServeProcess, app_env, wait_until
 from tests.conftest import SECRET
 from tests.projections._helpers import sample

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from app import cli
+from app.eventlog.store import Delivery, EventStore
 from app.settings import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_TOLERANCE_SECONDS,
     Settings,
     SettingsError,
 )
-from app.store import Delivery, EventStore
 
 
 class TestSecrets:

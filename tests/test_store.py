@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 import msgspec
 import pytest
 
-from app.digests import DigestMemory
-from app.metrics import Metrics
-from app.signature import compute_digest
-from app.store import (
+from app.eventlog.group_commit import GroupCommitWriter
+from app.eventlog.signature import compute_digest
+from app.eventlog.signature_memory import SignatureMemory
+from app.eventlog.store import (
     AppendResult,
     Delivery,
     EventStore,
@@ -22,7 +22,7 @@ from app.store import (
     StoreUnavailableError,
     connect,
 )
-from app.writer import GroupCommitWriter
+from app.metrics import Metrics
 from tests.conftest import SECRET, conflict_rows, event_rows, log_rows
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ class TestImmutability:
 
     @pytest.mark.parametrize("table", ["events", "accepted_digests"])
     def test_delete_is_refused(self, store: EventStore, tmp_path: Path, table: str) -> None:
-        """A DELETE of a logged event, or of the replay memory, fails in SQLite itself."""
+        """A DELETE of a logged event, or of the signature memory, fails in SQLite itself."""
         store.append([delivery("a")])
         conn = sqlite3.connect(tmp_path / "events.db")
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
@@ -278,7 +278,7 @@ class TestReplayMemory:
         self, store: EventStore, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Memory holds a few seconds; an older one is looked up in the table."""
-        monkeypatch.setattr(DigestMemory, "MAX_SECONDS", 2)
+        monkeypatch.setattr(SignatureMemory, "MAX_SECONDS", 2)
         store.append([delivery("a", event_type="order.updated")])
         for offset in range(1, 4):
             later = delivery(f"later{offset}", f'{{"n": {offset}}}'.encode())
@@ -290,7 +290,7 @@ class TestReplayMemory:
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Too many rows appended meanwhile to take in one by one: memory starts afresh."""
-        monkeypatch.setattr(DigestMemory, "MAX_CATCH_UP_ROWS", 2)
+        monkeypatch.setattr(SignatureMemory, "MAX_CATCH_UP_ROWS", 2)
         serving, importing = (EventStore.open(tmp_path / "events.db") for _ in range(2))
         try:
             serving.append([delivery("a", b'{"id": 0}')])
@@ -324,7 +324,7 @@ OLD_DIGEST_TABLES = {
 
 
 class TestUpgrade:
-    """A log written by an earlier release keeps working, its replay memory included."""
+    """A log written by an earlier release keeps working, its signature memory included."""
 
     @pytest.mark.parametrize(
         ("old_table", "old_row"), OLD_DIGEST_TABLES.values(), ids=OLD_DIGEST_TABLES

@@ -11,11 +11,12 @@ import msgspec
 import pytest
 
 import projections
-from app import cli, transfer
-from app.rebuild import rebuild
+from app import cli
+from app.eventlog.signature import parse_header, sign
+from app.eventlog.store import Delivery, EventStore
+from app.ops import transfer
+from app.projection.rebuild import rebuild
 from app.settings import Settings
-from app.signature import parse_header, sign
-from app.store import Delivery, EventStore
 from tests.conftest import OTHER_SECRET, SECRET, log_rows
 
 if TYPE_CHECKING:

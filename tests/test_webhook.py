@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from structlog.testing import capture_logs
 
-from app import store as store_module
-from app.ingest import parse_event_timestamp
+from app.eventlog import store as store_module
+from app.eventlog.ingest import parse_event_timestamp
 from app.settings import Settings
 from projections import discover
 from tests.conftest import (
@@ -592,7 +592,7 @@ class TestUnknownRoutes:
         def broken(*_args: object) -> None:
             raise ZeroDivisionError
 
-        monkeypatch.setattr("app.ingest.parse_event_timestamp", broken)
+        monkeypatch.setattr("app.eventlog.ingest.parse_event_timestamp", broken)
         with capture_logs() as logs:
             status, answer = await post(client, BODY, signed_headers(BODY))
         assert (status, answer["error"]) == (500, "internal_error")
@@ -607,7 +607,7 @@ class TestUnknownRoutes:
         async def hung_up(*_args: object) -> bytes:
             raise ConnectionResetError
 
-        monkeypatch.setattr("app.views._read_body", hung_up)
+        monkeypatch.setattr("app.http.views._read_body", hung_up)
         with capture_logs() as logs:
             status, _ = await post(client, BODY, signed_headers(BODY))
         assert status == 400

@@ -7,9 +7,9 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import projections
-from app.projector import Projector, connect
-from app.rules import iso_now
-from app.store import AppendResult, Delivery, EventStore
+from app.eventlog.store import AppendResult, Delivery, EventStore
+from app.instants import format_instant
+from app.projection.projector import Projector, connect
 
 if TYPE_CHECKING:
     import sqlite3
@@ -27,7 +27,7 @@ T0 = 1705314600
 
 def iso(seconds: int) -> str:
     """The text the projections write for a Unix time."""
-    return iso_now(seconds)
+    return format_instant(seconds)
 
 
 def delivery(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from app.store import Outcome
+from app.eventlog.store import Outcome
 from tests.projections._helpers import T0, Harness, iso, rebuilt, replayed, sample
 
 if TYPE_CHECKING:

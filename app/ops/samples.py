@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from app.rules import iso_now
+from app.instants import format_instant
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -34,7 +34,7 @@ _encode = msgspec.json.encode
 
 
 def _customer_created(now: float) -> dict[str, object]:
-    created = iso_now(now - _CREATED_EARLIER_SECONDS)
+    created = format_instant(now - _CREATED_EARLIER_SECONDS)
     return {
         "id": CUSTOMER_ID,
         "email": "john@example.com",
@@ -71,8 +71,8 @@ def _customer_updated(now: float) -> dict[str, object]:
         "imageUrl": None,
         "tags": ["vip"],
         "addresses": [],
-        "createdAt": iso_now(now - _CREATED_EARLIER_SECONDS),
-        "updatedAt": iso_now(now),
+        "createdAt": format_instant(now - _CREATED_EARLIER_SECONDS),
+        "updatedAt": format_instant(now),
     }
 
 
@@ -81,7 +81,7 @@ def _customer_deleted(_now: float) -> dict[str, object]:
 
 
 def _order_created(now: float) -> dict[str, object]:
-    created = iso_now(now - _CREATED_EARLIER_SECONDS)
+    created = format_instant(now - _CREATED_EARLIER_SECONDS)
     return {
         "id": ORDER_ID,
         "orderId": "ORD-TEST-001",
@@ -127,13 +127,13 @@ def _order_updated(now: float) -> dict[str, object]:
         "customer": {"id": CUSTOMER_ID, "firstName": "John", "lastName": "Doe"},
         "lineItems": [],
         "tags": [],
-        "createdAt": iso_now(now - _CREATED_EARLIER_SECONDS),
-        "updatedAt": iso_now(now),
+        "createdAt": format_instant(now - _CREATED_EARLIER_SECONDS),
+        "updatedAt": format_instant(now),
     }
 
 
 def _product_created(now: float) -> dict[str, object]:
-    created = iso_now(now - _CREATED_EARLIER_SECONDS)
+    created = format_instant(now - _CREATED_EARLIER_SECONDS)
     return {
         "id": PRODUCT_ID,
         "productId": "PROD-TEST-001",
@@ -162,8 +162,8 @@ def _product_updated(now: float) -> dict[str, object]:
         "options": [],
         "tags": [],
         "types": [],
-        "createdAt": iso_now(now - _CREATED_EARLIER_SECONDS),
-        "updatedAt": iso_now(now),
+        "createdAt": format_instant(now - _CREATED_EARLIER_SECONDS),
+        "updatedAt": format_instant(now),
     }
 
 
@@ -177,7 +177,7 @@ def _message_received(now: float) -> dict[str, object]:
         "from": PHONE,
         "body": "Hi, I have a question about my order",
         "source": "WHATSAPP_META",
-        "receivedAt": iso_now(now),
+        "receivedAt": format_instant(now),
     }
 
 

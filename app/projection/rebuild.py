@@ -29,8 +29,8 @@ from typing import IO, TYPE_CHECKING
 import msgspec
 import structlog
 
-from app import projector as projector_module
-from app.store import EventStore, StoredEvent, rollback_if_open
+from app.eventlog.store import EventStore, StoredEvent, rollback_if_open
+from app.projection import projector as projector_module
 from projections import discover
 from projections._fold import Fresh
 
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from app.settings import Settings
     from projections import Projection
 
-log = structlog.get_logger("app.rebuild")
+log = structlog.get_logger("app.projection.rebuild")
 
 BATCH = 20_000
 SCRATCH_CACHE_KIB = 65_536

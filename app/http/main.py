@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING
 import structlog
 from aiohttp import web
 
-from app import views
-from app.ingest import Ingest
-from app.live import LiveProjector
+from app.eventlog.group_commit import GroupCommitWriter
+from app.eventlog.ingest import Ingest
+from app.eventlog.signature import Verifier
+from app.eventlog.store import EventStore
+from app.http import views
+from app.http.keys import INGEST, METRICS, PROJECTOR, SETTINGS
 from app.metrics import Metrics
-from app.signature import Verifier
-from app.store import EventStore
-from app.typedefs import INGEST, METRICS, PROJECTOR, SETTINGS
-from app.writer import GroupCommitWriter
+from app.projection.supervisor import ProjectorSupervisor
 from projections import discover
 
 if TYPE_CHECKING:
@@ -34,8 +34,8 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
-    app.cleanup_ctx.append(_projector_ctx)
-    app.cleanup_ctx.append(_log_ctx)
+    app.cleanup_ctx.append(_supervisor_ctx)
+    app.cleanup_ctx.append(_event_log_ctx)
     app.router.add_post("/webhooks", views.receive_webhook)
     app.router.add_route("*", "/webhooks", views.method_not_allowed("POST"))
     for path, handler in (
@@ -50,18 +50,18 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-async def _projector_ctx(app: web.Application) -> AsyncIterator[None]:
+async def _supervisor_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     # Creating the log first means the projector always finds its tables.
     EventStore.open(settings.events_path).close()
-    live = LiveProjector(settings, app[METRICS], discover())
+    live = ProjectorSupervisor(settings, app[METRICS], discover())
     async with live.running():
         app[PROJECTOR] = live
         yield
 
 
-async def _log_ctx(app: web.Application) -> AsyncIterator[None]:
+async def _event_log_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     writer = GroupCommitWriter(
         EventStore.open(settings.events_path), app[METRICS], on_commit=app[PROJECTOR].notify

@@ -16,18 +16,18 @@ from typing import TYPE_CHECKING
 import msgspec
 import structlog
 
-from app.store import rollback_if_open
+from app.eventlog.store import rollback_if_open
 from projections._fold import write_changes
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
-    from app.store import EventStore, StoredEvent
+    from app.eventlog.store import EventStore, StoredEvent
     from projections import Projection
     from projections._fold import Change, Fresh
 
-log = structlog.get_logger("app.projector")
+log = structlog.get_logger("app.projection.projector")
 
 BOOKKEEPING_DDL = """
 CREATE TABLE IF NOT EXISTS _projections (

@@ -38,14 +38,14 @@ from typing import IO, TYPE_CHECKING, Literal
 
 import msgspec
 
-from app.ingest import MAX_HEADER_LENGTH, identifier_problem
-from app.signature import SignatureError, Verifier, parse_header
-from app.store import Delivery, EventStore, Outcome
+from app.eventlog.ingest import MAX_HEADER_LENGTH, identifier_problem
+from app.eventlog.signature import SignatureError, Verifier, parse_header
+from app.eventlog.store import Delivery, EventStore, Outcome
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-    from app.store import StoredEvent
+    from app.eventlog.store import StoredEvent
 
 IMPORT_BATCH = 1000
 

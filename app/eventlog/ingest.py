@@ -10,14 +10,14 @@ import dataclasses
 import re
 from typing import TYPE_CHECKING
 
-from app.rules import iso_now
-from app.signature import SignatureError, Verifier
-from app.store import AppendResult, Delivery, Outcome
+from app.eventlog.signature import SignatureError, Verifier
+from app.eventlog.store import AppendResult, Delivery, Outcome
+from app.instants import format_instant
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from app.writer import GroupCommitWriter
+    from app.eventlog.group_commit import GroupCommitWriter
 
 ID_HEADER = "X-BitByBit-Webhook-Id"
 EVENT_HEADER = "X-BitByBit-Webhook-Event"
@@ -58,7 +58,7 @@ class Ingest:
             event_type=required_header(headers, EVENT_HEADER),
             event_timestamp=parse_event_timestamp(headers.get(TIMESTAMP_HEADER)),
             signed_at=verified.signed_at,
-            received_at=iso_now(now),
+            received_at=format_instant(now),
             signature=signature or "",
             payload=body,
             digests=verified.digests,

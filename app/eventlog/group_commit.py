@@ -19,8 +19,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from app.rules import iso_now
-from app.store import AppendResult, Delivery, EventStore, StoreUnavailableError
+from app.eventlog.store import AppendResult, Delivery, EventStore, StoreUnavailableError
+from app.instants import format_instant
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable
@@ -118,7 +118,7 @@ class GroupCommitWriter:
         try:
             results = store.append_in_transaction(deliveries)
             if probe:
-                store.write_probe(iso_now(time.time()))
+                store.write_probe(format_instant(time.time()))
             await loop.run_in_executor(self._executor, store.commit)
         except BaseException:
             # On the writer thread: a commit still running there owns the connection.

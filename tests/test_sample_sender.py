@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING
 import msgspec
 import pytest
 
-from app import cli, send_test
-from app.main import create_app
-from app.samples import EVENT_TYPES, sample_body
-from app.signature import Verifier
+from app import cli
+from app.eventlog.signature import Verifier
+from app.http.main import create_app
+from app.ops import sample_sender
+from app.ops.samples import EVENT_TYPES, sample_body
 from tests.conftest import OTHER_SECRET, SECRET, event_rows
 
 if TYPE_CHECKING:
@@ -70,8 +71,8 @@ def test_every_sample_decodes_as_json_of_its_entity() -> None:
 def test_signed_request_is_what_bitbybit_sends() -> None:
     """Headers carry a fresh evt_ id, the type, now, and a signature that verifies."""
     now = 1_705_314_600.5
-    headers, body = send_test.signed_request("order.updated", SECRET, now)
-    other, _ = send_test.signed_request("order.updated", SECRET, now)
+    headers, body = sample_sender.signed_request("order.updated", SECRET, now)
+    other, _ = sample_sender.signed_request("order.updated", SECRET, now)
     assert headers["X-BitByBit-Webhook-Id"].startswith("evt_")
     assert headers["X-BitByBit-Webhook-Id"] != other["X-BitByBit-Webhook-Id"]
     assert headers["X-BitByBit-Webhook-Event"] == "order.updated"
@@ -88,7 +89,7 @@ async def test_all_types_accepted_and_projected(
     """All ten samples are accepted, and the tables show one of each entity."""
     url = await _url(aiohttp_server, settings)
     out = io.StringIO()
-    results = await send_test.send(url, SECRET, stream=out)
+    results = await sample_sender.send(url, SECRET, stream=out)
     assert [r.event_type for r in results] == list(EVENT_TYPES)
     assert all(r.accepted for r in results), out.getvalue()
     lines = out.getvalue().splitlines()

@@ -1,4 +1,4 @@
-"""The replay memory: which event type each authentic signature digest is bound to.
+"""The signature memory: which event type each authentic signature digest is bound to.
 
 BitByBit does not sign the event header, so the same signature under another event type
 is a replay (SPEC §3). Every digest of an authentic delivery is a row of
@@ -37,7 +37,7 @@ INSERT = (
 )
 
 
-class DigestMemory:
+class SignatureMemory:
     """The accepted digests of the signing seconds looked up lately, by second.
 
     Used only inside the log's write transaction, which is what keeps it exact: no other

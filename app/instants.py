@@ -13,7 +13,7 @@ def _second_prefix(whole: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
 
 
-def iso_now(seconds: float) -> str:
+def format_instant(seconds: float) -> str:
     """Unix seconds as ISO 8601 UTC with milliseconds and `Z`: `2024-01-15T10:30:00.000Z`."""
     whole = int(seconds // 1)
     return f"{_second_prefix(whole)}.{int((seconds - whole) * 1000):03d}Z"

@@ -2,8 +2,8 @@
 
 Projecting in the serving process would compete with request handling for the GIL
 (measured: it halved ingest throughput), so `serve` only installs the projections,
-starts `app.follow` and nudges it through a pipe after each commit. Status for `/readyz`
-and `/metrics` is read straight from `projections.db`.
+starts `app.projection.follower` and nudges it through a pipe after each commit. Status
+for `/readyz` and `/metrics` is read straight from `projections.db`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from app import projector as projector_module
-from app.store import EventStore
+from app.eventlog.store import EventStore
+from app.projection import projector as projector_module
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from app.settings import Settings
     from projections import Projection
 
-log = structlog.get_logger("app.live")
+log = structlog.get_logger("app.projection.supervisor")
 
 RESTART_SECONDS = 1.0
 STOP_SECONDS = 10.0
@@ -35,7 +35,7 @@ STOP_SECONDS = 10.0
 REPORT_WAIT_SECONDS = 2.0
 
 
-class LiveProjector:
+class ProjectorSupervisor:
     """Keeps the projections at the log's head while `serve` runs."""
 
     def __init__(
@@ -111,7 +111,7 @@ class LiveProjector:
             self._process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "app.follow",
+                "app.projection.follower",
                 str(self._settings.data_dir),
                 stdin=asyncio.subprocess.PIPE,
                 # A process group of its own: a Ctrl-C on a terminal reaches the foreground
@@ -139,7 +139,7 @@ class LiveProjector:
         await self._supervise()
 
     @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[LiveProjector]:
+    async def running(self) -> AsyncIterator[ProjectorSupervisor]:
         """Open the projections and run the follower in the background; stop on exit.
 
         Deliveries are taken from the start: a projections.db held by a rebuild's switch,

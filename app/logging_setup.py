@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, BinaryIO, cast
 import msgspec
 import structlog
 
-from app.rules import iso_now
+from app.instants import format_instant
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -92,7 +92,7 @@ def log_delivery(
             duration_ms,
             "delivery",
             _LEVEL_NAMES[level],
-            iso_now(time.time()),
+            format_instant(time.time()),
         )
         _delivery_sink[0](_encode_line(line) + b"\n")
         return
@@ -109,7 +109,7 @@ def log_delivery(
 def _add_timestamp(
     _logger: object, _method: str, event: structlog.typing.EventDict
 ) -> structlog.typing.EventDict:
-    event["timestamp"] = iso_now(time.time())
+    event["timestamp"] = format_instant(time.time())
     return event
 
 

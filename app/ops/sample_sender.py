@@ -17,9 +17,9 @@ from typing import IO, TYPE_CHECKING
 import aiohttp
 import msgspec
 
-from app.ingest import EVENT_HEADER, ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
-from app.samples import DEFAULT_URL, EVENT_TYPES, sample_body
-from app.signature import sign
+from app.eventlog.ingest import EVENT_HEADER, ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
+from app.eventlog.signature import sign
+from app.ops.samples import DEFAULT_URL, EVENT_TYPES, sample_body
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

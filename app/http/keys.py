@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from app.ingest import Ingest
-from app.live import LiveProjector
+from app.eventlog.ingest import Ingest
 from app.metrics import Metrics
+from app.projection.supervisor import ProjectorSupervisor
 from app.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
 INGEST = web.AppKey("ingest", Ingest)
-PROJECTOR = web.AppKey("projector", LiveProjector)
+PROJECTOR = web.AppKey("projector", ProjectorSupervisor)

@@ -1,7 +1,7 @@
 """The event log: an append-only SQLite table of every authentic delivery, kept forever.
 
 Knows nothing of HTTP or projections. One writer owns the transactions (see
-`app.writer`), so a batch either commits whole or not at all, and a duplicate in the
+`app.eventlog.group_commit`), so a batch either commits whole or not at all, and a duplicate in the
 middle of a batch can never roll back its neighbours.
 """
 
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
 
-from app import digests as digest_log
+from app.eventlog import signature_memory
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -147,7 +147,7 @@ def connect(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.executescript(DDL)
-    conn.executescript(digest_log.DDL)
+    conn.executescript(signature_memory.DDL)
     _move_digests_of_earlier_releases(conn)
     return conn
 
@@ -196,7 +196,7 @@ class EventStore:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
-        self._digests = digest_log.DigestMemory()
+        self._signatures = signature_memory.SignatureMemory()
 
     @classmethod
     def open(cls, path: Path, *, synchronous: str = "FULL") -> EventStore:
@@ -260,7 +260,7 @@ class EventStore:
 
     def rollback(self) -> None:
         """Abandon the open transaction (if SQLite has not already), and what it took in."""
-        self._digests.forget()
+        self._signatures.forget()
         rollback_if_open(self._conn)
 
     def append_in_transaction(self, batch: Sequence[Delivery]) -> list[AppendResult]:
@@ -314,8 +314,8 @@ class EventStore:
                     digests.append((signed_at, digest, bound_type, at))
             results.append(AppendResult(outcome, at))
         _insert_rows(conn, INSERT_EVENT, events)
-        _insert_rows(conn, digest_log.INSERT, digests)
-        self._digests.appended(digests)
+        _insert_rows(conn, signature_memory.INSERT, digests)
+        self._signatures.appended(digests)
         _insert_rows(conn, INSERT_CONFLICT, conflicts)
         return results
 
@@ -335,7 +335,7 @@ class EventStore:
     def _digest_types(self, batch: Sequence[Delivery]) -> dict[tuple[int, str], str]:
         """The event types already logged under any of the batch's (signed_at, digest) keys."""
         keys = {(d.signed_at, digest) for d in batch for digest in d.digests}
-        return self._digests.event_types(self._conn, keys)
+        return self._signatures.event_types(self._conn, keys)
 
     def head(self) -> int:
         """The position of the newest event, 0 for an empty log."""

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from app import projector
-from app.store import EventStore
+from app.eventlog.store import EventStore
+from app.projection import projector
 from projections import discover
 
 if TYPE_CHECKING:

@@ -11,11 +11,11 @@ import msgspec
 import structlog
 from aiohttp import hdrs, web
 
-from app.ingest import EVENT_HEADER, ID_HEADER, RejectedError
-from app.logs import log_delivery
+from app.eventlog.ingest import EVENT_HEADER, ID_HEADER, RejectedError
+from app.eventlog.store import Outcome, StoreUnavailableError
+from app.http.keys import INGEST, METRICS, PROJECTOR, SETTINGS
+from app.logging_setup import log_delivery
 from app.metrics import CONTENT_TYPE_LATEST
-from app.store import Outcome, StoreUnavailableError
-from app.typedefs import INGEST, METRICS, PROJECTOR, SETTINGS
 
 if TYPE_CHECKING:
     from aiohttp.typedefs import Handler

@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from app import projector
-from app.logs import configure_logging
-from app.store import EventStore
+from app.eventlog.store import EventStore
+from app.logging_setup import configure_logging
+from app.projection import projector
 from projections import discover
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-log = structlog.get_logger("app.follow")
+log = structlog.get_logger("app.projection.follower")
 
 LIVE_BATCH = 2000
 POLL_SECONDS = 1.0
@@ -81,7 +81,7 @@ def _wait_for_news(wake_fd: int, not_before: float) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m app.follow DATA_DIR`, started by `serve` with a pipe on stdin."""
+    """`python -m app.projection.follower DATA_DIR`, started by `serve` with a pipe on stdin."""
     args = sys.argv[1:] if argv is None else argv
     # Projecting can wait; deliveries cannot. Under load the endpoint gets the cores
     # first, and the follower catches up with whatever time is left.

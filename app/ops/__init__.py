@@ -1,0 +1,1 @@
+"""Operator commands' work: status, export/import, sample deliveries."""

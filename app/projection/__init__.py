@@ -1,0 +1,1 @@
+"""The projection runtime: the projector, the live follower and its supervisor, rebuild."""
