@@ -1,0 +1,74 @@
+"""What every command's parser shares: `--data-dir` and the environment's help."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Protocol
+
+from app.settings import Settings
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    Commands = argparse._SubParsersAction[argparse.ArgumentParser]  # noqa: SLF001
+
+
+class Command(Protocol):
+    """What `app.cli` needs of a command module."""
+
+    NAME: str
+
+    def register(self, commands: Commands) -> None:
+        """Add the command's subparser and options."""
+
+    def run(self, args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+        """Do the command's work; return its exit code."""
+
+
+_DEFAULTS = Settings()
+
+ENVIRONMENT_HELP = f"""\
+environment:
+  BITBYBIT_WEBHOOK_SECRET       signing secret(s), comma-separated for rotation
+  BITBYBIT_WEBHOOK_SECRET_FILE  a file holding the same
+  BITBYBIT_DATA_DIR             data directory (default {_DEFAULTS.data_dir}); --data-dir wins
+  BITBYBIT_TOLERANCE_SECONDS    how far a signature's t may be from now (default \
+{_DEFAULTS.tolerance_seconds})
+  BITBYBIT_MAX_BODY_BYTES       largest accepted body (default {_DEFAULTS.max_body_bytes})
+"""
+
+
+def add_command(
+    commands: Commands, name: str, summary: str, description: str
+) -> argparse.ArgumentParser:
+    """A subparser whose help ends with the environment variables, and its `--data-dir`."""
+    parser = commands.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="where events.db and projections.db live "
+        f"(env BITBYBIT_DATA_DIR, default {_DEFAULTS.data_dir})",
+    )
+    return parser
+
+
+def settings_for(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    """Settings from the environment, with this command's `--data-dir` winning."""
+    return Settings.from_env(environ, data_dir=args.data_dir)
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value

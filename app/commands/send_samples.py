@@ -1,0 +1,61 @@
+"""`send-test`: sign and post sample deliveries the way BitByBit does."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from app.commands.common import add_command, positive_int, settings_for
+
+# Only the samples' names: the HTTP client is imported when send-test runs.
+from app.ops.samples import DEFAULT_URL, EVENT_TYPES
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Mapping
+
+    from app.commands.common import Commands
+
+NAME = "send-test"
+
+
+def register(commands: Commands) -> None:
+    """Add `send-test` and its options."""
+    parser = add_command(
+        commands,
+        NAME,
+        "sign and post sample deliveries the way BitByBit does",
+        "Sign sample deliveries with the first configured secret, exactly as BitByBit "
+        "does, post them to URL one after another, and print each answer. Exits 1 unless "
+        "every delivery is accepted. The samples name one customer, order and product, so "
+        "repeated runs update the same rows. --data-dir is accepted like every command's; "
+        "send-test writes nothing locally, the service at URL stores the deliveries.",
+    )
+    parser.add_argument(
+        "--url", default=DEFAULT_URL, help=f"the webhook endpoint (default {DEFAULT_URL})"
+    )
+    parser.add_argument(
+        "--event",
+        action="append",
+        default=[],
+        choices=EVENT_TYPES,
+        metavar="TYPE",
+        help="send only this event type; repeat for several (default: all ten: "
+        f"{', '.join(EVENT_TYPES)})",
+    )
+    parser.add_argument(
+        "--count",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="send each event type N times, each with a fresh webhook id (default 1)",
+    )
+
+
+def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Send, and exit 1 unless every delivery was accepted."""
+    from app.ops import sample_sender  # noqa: PLC0415
+
+    settings = settings_for(args, environ)
+    settings.require_secret()
+    event_types = list(dict.fromkeys(args.event)) or list(EVENT_TYPES)
+    return sample_sender.run(args.url, settings.secrets[0], event_types, args.count)

