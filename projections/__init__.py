@@ -3,7 +3,10 @@
 A projection module holds `NAME`, `VERSION`, `EVENT_TYPES`, `TABLE` (its tables, from
 which the DDL is generated) and `apply(event) -> list[Change]`, a `match` on the event
 type that says what the event changes. Modules whose names start with `_` are shared
-machinery, not projections.
+machinery, not projections: `_tables` (how tables are described, and their DDL),
+`_payloads` (msgspec Structs of the bodies), `_rules` (the ordering and list rules),
+`_changes` (payload -> change), `_state` (stored register versions), `_fold` (merging
+changes into stored entities).
 """
 
 from __future__ import annotations
@@ -12,10 +15,29 @@ import importlib
 import pkgutil
 from typing import TYPE_CHECKING, Protocol, cast
 
+from projections._changes import Change
+from projections._fold import write_changes
+from projections._state import Fresh, decode_state, encode_state
+from projections._tables import ChildTable, EntityTable, Event, HistoryTable
+
 if TYPE_CHECKING:
     from types import ModuleType
 
-    from projections._fold import Change, EntityTable, Event
+# The surface the runtime (app.projection) and the tests use; the modules behind it
+# are private to the package.
+__all__ = [
+    "Change",
+    "ChildTable",
+    "EntityTable",
+    "Event",
+    "Fresh",
+    "HistoryTable",
+    "Projection",
+    "decode_state",
+    "discover",
+    "encode_state",
+    "write_changes",
+]
 
 
 class Projection(Protocol):

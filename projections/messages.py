@@ -16,9 +16,10 @@ from __future__ import annotations
 import msgspec
 from msgspec import UNSET, Struct
 
-from projections._fold import Change, EntityTable, Event, HistoryTable, Registers
+from projections._changes import Change, Registers
 from projections._payloads import Text
 from projections._rules import event_time, event_version, status_version
+from projections._tables import EntityTable, Event, HistoryTable
 
 NAME = "messages"
 # 3: the stored state keeps register versions only; the values are the row itself.

@@ -17,8 +17,9 @@ from __future__ import annotations
 import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
-from projections._fold import Change, ChildTable, EntityTable, Event, updated_entity
+from projections._changes import Change, updated_entity
 from projections._payloads import Amount, PostalAddress, Text
+from projections._tables import ChildTable, EntityTable, Event
 
 NAME = "orders"
 # 3: the stored state keeps register versions only; the values are the row itself.

@@ -16,15 +16,9 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
-from projections._fold import (
-    Change,
-    ChildTable,
-    EntityTable,
-    Event,
-    deleted_entity,
-    updated_entity,
-)
+from projections._changes import Change, deleted_entity, updated_entity
 from projections._payloads import Text
+from projections._tables import ChildTable, EntityTable, Event
 
 NAME = "products"
 # 3: the stored state keeps register versions only; the values are the row itself.

@@ -11,7 +11,7 @@ import pytest
 
 import projections
 from app.projection import projector as projector_module
-from projections._fold import EntityTable, write_changes
+from projections import EntityTable, write_changes
 from tests.projections._helpers import T0, Harness, delivery, rebuilt, replayed, sample
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from app.eventlog.store import Delivery
-    from projections._fold import Change, Event
+    from projections import Change, Event
 
 # SPEC section 5, column for column and in order: (columns, primary key).
 SPEC_TABLES: dict[str, tuple[list[str], list[str]]] = {

@@ -29,7 +29,7 @@ from tests.projections._helpers import T0, delivery, dump_tables, sample
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-    from projections._fold import Change, Event
+    from projections import Change, Event
 
 ROOT = Path(__file__).resolve().parent.parent
 Dump = dict[str, list[tuple[Any, ...]]]

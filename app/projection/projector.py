@@ -17,15 +17,14 @@ import msgspec
 import structlog
 
 from app.eventlog.store import rollback_if_open
-from projections._fold import write_changes
+from projections import write_changes
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
     from app.eventlog.store import EventStore, StoredEvent
-    from projections import Projection
-    from projections._fold import Change, Fresh
+    from projections import Change, Fresh, Projection
 
 log = structlog.get_logger("app.projection.projector")
 

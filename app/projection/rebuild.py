@@ -31,8 +31,7 @@ import structlog
 
 from app.eventlog.store import EventStore, StoredEvent, rollback_if_open
 from app.projection import projector as projector_module
-from projections import discover
-from projections._fold import Fresh
+from projections import Fresh, discover
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence

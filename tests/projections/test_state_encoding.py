@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from projections._fold import ChildTable, EntityTable, decode_state, encode_state
+from projections import ChildTable, EntityTable, decode_state, encode_state
 
 TABLE = EntityTable(
     name="things",
