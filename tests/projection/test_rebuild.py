@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from projections import Change, Event
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 Dump = dict[str, list[tuple[Any, ...]]]
 
 

@@ -1,0 +1,1 @@
+"""Tests of app.eventlog, one module per module there."""

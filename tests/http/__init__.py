@@ -1,0 +1,1 @@
+"""Tests of app.http, one module per module there."""
