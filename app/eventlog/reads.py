@@ -99,17 +99,16 @@ class LogReader:
 
         In position order, after `after` and at most `until`: every event of a few entities.
         """
-        types = list(event_types)
-        marks = ",".join("?" * len(types))
         text = "CAST(payload AS TEXT)"
         rows = self._conn.execute(
             f"SELECT {EVENT_COLUMN_LIST} FROM events WHERE position > ? AND position <= ? "
-            f"AND event_type IN ({marks}) AND json_valid({text}) "
+            "AND event_type IN (SELECT value FROM json_each(?)) "
+            f"AND json_valid({text}) "
             f"AND json_extract({text}, ?) IN (SELECT value FROM json_each(?)) ORDER BY position",
             (
                 after,
                 self.head() if until is None else until,
-                *types,
+                msgspec.json.encode(sorted(event_types)).decode(),
                 key_path,
                 msgspec.json.encode(sorted(keys)).decode(),
             ),

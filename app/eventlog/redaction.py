@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from app.eventlog.rows import StoredEvent
 from app.eventlog.sqlite import write_transaction
 
 if TYPE_CHECKING:
@@ -68,15 +69,7 @@ DDL = _TABLES + "".join(
     for table in ("forget_records", "redactions", "forgotten_entities", "forget_sweeps")
 )
 # The columns a redaction leaves as they were: all but the payload.
-_KEPT_COLUMNS = (
-    "position",
-    "webhook_id",
-    "event_type",
-    "event_timestamp",
-    "signed_at",
-    "received_at",
-    "signature",
-)
+_KEPT_COLUMNS = tuple(name for name in StoredEvent.__struct_fields__ if name != "payload")
 EVENTS_UPDATE_TRIGGER = f"""
 CREATE TRIGGER IF NOT EXISTS {UPDATE_TRIGGER} BEFORE UPDATE ON events
 WHEN NOT EXISTS (SELECT 1 FROM redactions WHERE redactions.position = OLD.position)

@@ -13,10 +13,14 @@ an older snapshot; a reader that holds one longer leaves the old frames in the W
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import sqlite3
+
+TRUNCATE_SECONDS = 30.0
+RETRY_SECONDS = 0.05
 
 
 class ScrubError(Exception):
@@ -36,10 +40,21 @@ def scrub(conn: sqlite3.Connection, name: str) -> None:
     """
     secure(conn)
     conn.execute("VACUUM")
-    busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    if busy:
-        raise ScrubError(
-            f"{name}: another connection keeps reading an old snapshot, so its WAL still "
-            "holds the old content; close long-running readers (sqlite3 shells) and run "
-            "forget again"
-        )
+    truncate_wal(conn, name)
+
+
+def truncate_wal(conn: sqlite3.Connection, name: str, seconds: float = TRUNCATE_SECONDS) -> None:
+    """Checkpoint the whole WAL into the file and cut the WAL to zero bytes.
+
+    A checkpoint another connection runs at that moment (an automatic one) makes SQLite
+    answer busy at once, without waiting, so it is tried again until `seconds` are up.
+    """
+    deadline = time.monotonic() + seconds
+    while conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+        if time.monotonic() > deadline:
+            raise ScrubError(
+                f"{name}: another connection keeps reading an old snapshot, so its WAL still "
+                "holds the old content; close long-running readers (sqlite3 shells) and run "
+                "forget again"
+            )
+        time.sleep(RETRY_SECONDS)  # a pause between attempts, not a synchronisation

@@ -279,8 +279,11 @@ def forget(  # noqa: PLR0913 - what to forget, why, and how
             with write_transaction(conn):
                 found = find(conn, customer_id, phones, after=after)
                 redacted = _record(conn, found, reason, kind)
-            refolded = _refold(settings, projections, found)
-            _scrub(settings, conn)
+            # A sweep that found nothing new has nothing to re-fold or scrub.
+            refolded = 0
+            if redacted or kind == "forget":
+                refolded = _refold(settings, projections, found)
+                _scrub(settings, conn)
         finally:
             conn.close()
     return Report(

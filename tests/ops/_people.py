@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from app.eventlog.rows import Delivery
-from tests.projections._helpers import T0, Harness, iso
+import msgspec
+
+from tests.projections._helpers import T0, Harness, delivery, iso
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from app.eventlog.rows import Delivery
 
 FORGOTTEN = "cust_alice"
 KEPT = "cust_bob"
@@ -100,17 +103,9 @@ def order(order_id: str, customer_id: str, values: dict[str, str]) -> dict[str, 
 
 
 def snapshot(event_type: str, body: dict[str, Any], webhook_id: str) -> Delivery:
-    """A snapshot row as the sync stores it: unsigned."""
-    return Delivery(
-        webhook_id=webhook_id,
-        event_type=event_type,
-        event_timestamp=None,
-        signed_at=T0,
-        received_at=iso(T0),
-        signature="",
-        payload=json.dumps(body).encode(),
-        digests=(),
-    )
+    """A snapshot row as the sync stores it: unsigned, without a timestamp header."""
+    signed = delivery(event_type, body, webhook_id=webhook_id)
+    return msgspec.structs.replace(signed, signature="", event_timestamp=None)
 
 
 def populate(directory: Path) -> None:
