@@ -15,6 +15,7 @@ from app.eventlog.store import EventStore
 from app.http import views
 from app.http.keys import INGEST, METRICS, PROJECTOR, SETTINGS
 from app.metrics import Metrics
+from app.ops.forget_sweep import sweeping
 from app.projection.supervisor import ProjectorSupervisor
 from projections import discover
 
@@ -36,6 +37,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_supervisor_ctx)
     app.cleanup_ctx.append(_event_log_ctx)
+    app.cleanup_ctx.append(_forget_sweep_ctx)
     app.router.add_post("/webhooks", views.receive_webhook)
     app.router.add_route("*", "/webhooks", views.method_not_allowed("POST"))
     for path, handler in (
@@ -78,4 +80,10 @@ async def _event_log_ctx(app: web.Application) -> AsyncIterator[None]:
             max_body_bytes=settings.max_body_bytes,
             started_at=time.time(),
         )
+        yield
+
+
+async def _forget_sweep_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Later deliveries about a forgotten person are redacted in the log within the hour."""
+    async with sweeping(app[SETTINGS], discover()):
         yield

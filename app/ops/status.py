@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from app.eventlog import redaction
 from app.eventlog.reads import LogReader
 from app.projection import projector
 from projections import discover
@@ -25,7 +26,8 @@ def collect(settings: Settings) -> dict[str, object]:
     not made yet (missing, or not yet holding its bookkeeping) is reported as projections
     at position 0, not created.
     """
-    store = LogReader(_read_only(settings.events_path))
+    log_conn = _read_only(settings.events_path)
+    store = LogReader(log_conn)
     conn = _projections_or_empty(settings.projections_path)
     try:
         runner = projector.Projector(conn, store, discover())
@@ -38,12 +40,21 @@ def collect(settings: Settings) -> dict[str, object]:
                 "unknown_type_events": store.count_other_types(
                     t for p in runner.projections for t in p.EVENT_TYPES
                 ),
+                "forget_records": _forget_records(log_conn),
             },
             "projections": [dataclasses.asdict(s) for s in statuses],
         }
     finally:
         conn.close()
         store.close()
+
+
+def _forget_records(conn: sqlite3.Connection) -> int:
+    """How many forgets (and sweeps) were recorded; 0 for a log no release with forget opened."""
+    try:
+        return redaction.count_records(conn)
+    except sqlite3.OperationalError:
+        return 0
 
 
 def _read_only(path: Path) -> sqlite3.Connection:
@@ -68,7 +79,8 @@ def print_status(settings: Settings, *, as_json: bool) -> int:
     log: dict[str, Any] = report["log"]  # type: ignore[assignment]
     print(
         f"log: {log['events']} events, head at position {log['head']}, "
-        f"{log['unknown_type_events']} of an event type no projection reads"
+        f"{log['unknown_type_events']} of an event type no projection reads, "
+        f"{log['forget_records']} forget records"
     )
     print(f"{'projection':<12} {'version':>7} {'position':>9} {'lag':>7} {'errors':>6}  state")
     projections: list[dict[str, Any]] = report["projections"]  # type: ignore[assignment]
