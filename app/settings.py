@@ -84,6 +84,8 @@ class Settings:
         message += "; ".join(exposure.describe() for exposure in found)
         if len(found) > 1:
             message += ". All at once: " + " && ".join(exposure.fix for exposure in found)
+        if not self.allow_shared_data_dir and all(exposure.shared_only for exposure in found):
+            message += "; or, if its group must read it, --allow-shared-data-dir"
         raise SettingsError(message)
 
     def require_secret(self) -> None:
