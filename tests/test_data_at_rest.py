@@ -17,7 +17,7 @@ import pytest
 
 from app import cli
 from app.eventlog.store import EventStore
-from app.ops import samples
+from app.ops import samples, transfer
 from tests._serve import ROOT, ServeProcess, app_env, wait_until
 from tests.conftest import SECRET, signed_headers
 
@@ -110,6 +110,15 @@ def made(tmp_path: Path, dir_mode: int) -> Path:
     return data_dir
 
 
+def with_log(tmp_path: Path, dir_mode: int, log_mode: int) -> Path:
+    """A data directory holding a log, then given these modes."""
+    data_dir = made(tmp_path, 0o700)
+    EventStore.open(data_dir / "events.db").close()
+    (data_dir / "events.db").chmod(log_mode)
+    data_dir.chmod(dir_mode)
+    return data_dir
+
+
 def test_serve_refuses_a_world_readable_data_dir_even_when_shared(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -138,9 +147,7 @@ def test_serve_refuses_an_exposed_database_in_a_private_dir(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """An events.db left 0644 (by an earlier release) is named with `chmod 600`."""
-    data_dir = made(tmp_path, 0o700)
-    EventStore.open(data_dir / "events.db").close()
-    (data_dir / "events.db").chmod(0o644)
+    data_dir = with_log(tmp_path, 0o700, 0o644)
     assert serve(data_dir) == 2
     assert f"chmod 600 {data_dir / 'events.db'}" in capsys.readouterr().err
 
@@ -179,9 +186,7 @@ def test_commands_that_write_refuse_an_exposed_data_dir(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
 ) -> None:
     """`rebuild` and `import` check before they write, as `serve` does."""
-    data_dir = made(tmp_path, 0o700)
-    EventStore.open(data_dir / "events.db").close()
-    data_dir.chmod(0o755)
+    data_dir = with_log(tmp_path, 0o755, 0o600)
     assert cli.main([*command, "--data-dir", str(data_dir)], environ={}) == 2
     assert f"chmod 700 {data_dir}" in capsys.readouterr().err
     assert {p.name for p in data_dir.iterdir()} <= {"events.db", "events.db-wal", "events.db-shm"}
@@ -191,10 +196,7 @@ def test_status_shows_the_modes_and_warns_about_wider_ones(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`status` reads anyway; it reports each mode and a warning with the fix for wider ones."""
-    data_dir = made(tmp_path, 0o700)
-    EventStore.open(data_dir / "events.db").close()
-    (data_dir / "events.db").chmod(0o640)
-    data_dir.chmod(0o750)
+    data_dir = with_log(tmp_path, 0o750, 0o640)
 
     assert cli.main(["status", "--json", "--data-dir", str(data_dir)], environ={}) == 0
     report = json.loads(capsys.readouterr().out)
@@ -226,3 +228,18 @@ def test_status_of_a_private_data_dir_has_no_warning(
     assert f"files: {data_dir} 0700" in text
     assert ", private" in text
     assert "warning" not in text
+
+
+def test_export_replaces_a_wider_file_with_a_private_one(tmp_path: Path) -> None:
+    """Called as a library under umask 0000, `export_to` still writes 0600 over a 0644 file."""
+    data_dir = tmp_path / "data"
+    EventStore.open(data_dir / "events.db").close()
+    target = tmp_path / "log.jsonl"
+    target.write_text("an older export\n", encoding="utf-8")
+    target.chmod(0o644)
+    previous = os.umask(0)
+    try:
+        assert transfer.export_to(data_dir / "events.db", str(target)) == 0
+    finally:
+        os.umask(previous)
+    assert (mode(target), target.read_bytes()) == (0o600, b"")

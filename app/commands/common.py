@@ -60,9 +60,10 @@ def add_command(
     parser.add_argument(
         "--allow-shared-data-dir",
         action="store_true",
-        help="accept a data directory its group can read (0750, files 0640) for "
-        "containers and backup agents; never one that others can read or the group can "
-        "write (env BITBYBIT_ALLOW_SHARED_DATA_DIR=1, default off: 0700 and 0600 only)",
+        help="commands that write the data directory refuse one other users can reach; "
+        "this accepts one its group can read (0750, files 0640) for backup agents and "
+        "containers, never one others can read or its group can write "
+        "(env BITBYBIT_ALLOW_SHARED_DATA_DIR=1, default off: 0700 and 0600 only)",
     )
     return parser
 
