@@ -30,6 +30,7 @@ class TestSecrets:
         """A secret file, one secret a line or comma-separated, adds to the variable."""
         path = tmp_path / "secret"
         path.write_text("from-file\nsecond,third\n", encoding="utf-8")
+        path.chmod(0o600)  # a secret file others can read is refused
         settings = Settings.from_env(
             {"BITBYBIT_WEBHOOK_SECRET": "from-env", "BITBYBIT_WEBHOOK_SECRET_FILE": str(path)}
         )

@@ -69,6 +69,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from projections import discover  # noqa: PLC0415
 
     settings = settings_for(args, environ)
+    settings.require_private_data_dir()
     try:
         plan = forget.plan(settings, args.customer, args.phone)
     except forget.ForgetError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from app.eventlog import redaction, signature_memory
+from app.eventlog.private_files import make_private_dir
 from app.eventlog.sqlite import connect, write_transaction
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def open_log(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
     `synchronous=FULL` makes every commit reach the disk before it returns: the endpoint
     answers 200 only after that.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     conn = connect(path, synchronous=synchronous, timeout_seconds=BUSY_TIMEOUT_MS / 1000)
     conn.executescript(DDL)
     conn.executescript(signature_memory.DDL)

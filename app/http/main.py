@@ -10,6 +10,7 @@ from aiohttp import web
 
 from app.eventlog.group_commit import GroupCommitWriter
 from app.eventlog.ingest import Ingest
+from app.eventlog.private_files import make_private_dir
 from app.eventlog.signature import Verifier
 from app.eventlog.store import EventStore
 from app.http import views
@@ -54,7 +55,7 @@ def create_app(settings: Settings) -> web.Application:
 
 async def _supervisor_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(settings.data_dir)
     # Creating the log first means the projector always finds its tables.
     EventStore.open(settings.events_path).close()
     live = ProjectorSupervisor(settings, app[METRICS], discover())

@@ -39,6 +39,7 @@ from typing import IO, TYPE_CHECKING, Literal
 import msgspec
 
 from app.eventlog.ingest import MAX_HEADER_LENGTH, identifier_problem
+from app.eventlog.private_files import open_private
 from app.eventlog.reads import LogReader
 from app.eventlog.rows import Delivery
 from app.eventlog.signature import SignatureError, Verifier, parse_header
@@ -120,7 +121,11 @@ def export_log(store: LogReader, out: IO[bytes]) -> int:
 
 
 def export_to(events_path: Path, target: str | None) -> int:
-    """Export the log at `events_path` to the file `target` (stdout for None or '-')."""
+    """Export the log at `events_path` to the file `target` (stdout for None or '-').
+
+    The file is 0600, as private as the log it copies; a file it replaces was renamed
+    over, so it does not keep that file's mode.
+    """
     if not events_path.exists():
         raise TransferError(f"there is no event log at {events_path}")
     store = LogReader.open(events_path)
@@ -131,7 +136,7 @@ def export_to(events_path: Path, target: str | None) -> int:
         # leaves a truncated file under the name of a good one.
         final = Path(target)
         partial = final.with_name(final.name + ".partial")
-        with partial.open("wb") as out:
+        with open_private(partial) as out:  # the log's personal data: 0600
             written = export_log(store, out)
             os.fsync(out.fileno())
         partial.replace(final)
