@@ -35,6 +35,9 @@ environment:
   BITBYBIT_TOLERANCE_SECONDS    how far a signature's t may be from now (default \
 {_DEFAULTS.tolerance_seconds})
   BITBYBIT_MAX_BODY_BYTES       largest accepted body (default {_DEFAULTS.max_body_bytes})
+  BITBYBIT_HOST                 address serve listens on (default {_DEFAULTS.host}); --host wins
+  BITBYBIT_PORT                 port serve listens on (default {_DEFAULTS.port}); --port wins
+  BITBYBIT_LOG_LEVEL            debug, info, warning or error (default {_DEFAULTS.log_level})
 """
 
 
