@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.commands import export, import_, rebuild, send_samples, serve, status
+from app.commands import backup, export, import_, rebuild, send_samples, serve, status
 from app.commands.common import ENVIRONMENT_HELP, Command
 from app.projection.rebuild import RebuildError
 from app.settings import SettingsError
@@ -17,7 +17,15 @@ from app.settings import SettingsError
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-COMMANDS: tuple[Command, ...] = (serve, status, rebuild, export, import_, send_samples)
+COMMANDS: tuple[Command, ...] = (
+    serve,
+    status,
+    rebuild,
+    export,
+    import_,
+    send_samples,
+    backup,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

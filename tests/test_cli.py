@@ -8,7 +8,15 @@ import pytest
 
 from app.cli import build_parser
 
-COMMANDS = ("serve", "status", "rebuild", "export", "import", "send-test")
+COMMANDS = (
+    "serve",
+    "status",
+    "rebuild",
+    "export",
+    "import",
+    "send-test",
+    "backup",
+)
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

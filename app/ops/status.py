@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from app.eventlog.store import EventStore
+from app.ops.readonly import connect_read_only
 from app.projection import projector
 from projections import discover
 
 if TYPE_CHECKING:
+    import sqlite3
     from pathlib import Path
 
     from app.settings import Settings
@@ -25,7 +26,7 @@ def collect(settings: Settings) -> dict[str, object]:
     not made yet (missing, or not yet holding its bookkeeping) is reported as projections
     at position 0, not created.
     """
-    store = EventStore(_read_only(settings.events_path))
+    store = EventStore(connect_read_only(settings.events_path))
     conn = _projections_or_empty(settings.projections_path)
     try:
         runner = projector.Projector(conn, store, discover())
@@ -46,13 +47,9 @@ def collect(settings: Settings) -> dict[str, object]:
         store.close()
 
 
-def _read_only(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-
-
 def _projections_or_empty(path: Path) -> sqlite3.Connection:
     if path.exists():
-        conn = _read_only(path)
+        conn = connect_read_only(path)
         if conn.execute("SELECT 1 FROM sqlite_master WHERE name = '_projections'").fetchone():
             return conn
         conn.close()
