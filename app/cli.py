@@ -9,7 +9,17 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.commands import backup, export, import_, rebuild, send_samples, serve, status
+from app.commands import (
+    backup,
+    errors,
+    events,
+    export,
+    import_,
+    rebuild,
+    send_samples,
+    serve,
+    status,
+)
 from app.commands.common import ENVIRONMENT_HELP, Command
 from app.projection.rebuild import RebuildError
 from app.settings import SettingsError
@@ -25,6 +35,8 @@ COMMANDS: tuple[Command, ...] = (
     import_,
     send_samples,
     backup,
+    events,
+    errors,
 )
 
 

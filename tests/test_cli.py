@@ -16,6 +16,8 @@ COMMANDS = (
     "import",
     "send-test",
     "backup",
+    "events",
+    "errors",
 )
 
 
