@@ -16,6 +16,7 @@ from app.commands import (
     export,
     import_,
     rebuild,
+    replay,
     send_samples,
     serve,
     status,
@@ -37,6 +38,7 @@ COMMANDS: tuple[Command, ...] = (
     backup,
     events,
     errors,
+    replay,
 )
 
 

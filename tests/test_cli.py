@@ -18,6 +18,7 @@ COMMANDS = (
     "backup",
     "events",
     "errors",
+    "replay",
 )
 
 

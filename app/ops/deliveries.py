@@ -49,6 +49,7 @@ class Selection:
     entity: str | None = None
     since: str | None = None  # as `received_at` is written: ISO 8601 UTC, ms, `Z`
     limit: int | None = None
+    after: int = 0  # only positions above this: a caller pages through a long log
 
 
 def parse_since(text: str) -> str:
@@ -71,8 +72,8 @@ def select(
     conn: sqlite3.Connection, selection: Selection, *, newest_first: bool
 ) -> Iterator[StoredEvent]:
     """The selected deliveries of the log on `conn`, newest or oldest first."""
-    where: list[str] = []
-    parameters: list[object] = []
+    where: list[str] = ["position > ?"]
+    parameters: list[object] = [selection.after]
     if selection.webhook_ids:
         where.append(f"webhook_id IN ({','.join('?' * len(selection.webhook_ids))})")
         parameters.extend(selection.webhook_ids)
@@ -85,9 +86,7 @@ def select(
     if selection.since is not None:
         where.append("received_at >= ?")
         parameters.append(selection.since)
-    query = f"SELECT {_COLUMNS} FROM events"
-    if where:
-        query += " WHERE " + " AND ".join(where)
+    query = f"SELECT {_COLUMNS} FROM events WHERE " + " AND ".join(where)
     query += f" ORDER BY position {'DESC' if newest_first else 'ASC'}"
     if selection.limit is not None:
         query += " LIMIT ?"
