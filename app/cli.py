@@ -13,6 +13,7 @@ from app.commands import (
     backup,
     errors,
     events,
+    explore,
     export,
     import_,
     rebuild,
@@ -39,6 +40,7 @@ COMMANDS: tuple[Command, ...] = (
     events,
     errors,
     replay,
+    explore,
 )
 
 

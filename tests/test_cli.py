@@ -19,6 +19,7 @@ COMMANDS = (
     "events",
     "errors",
     "replay",
+    "explore",
 )
 
 
