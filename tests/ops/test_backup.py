@@ -6,7 +6,6 @@ import sqlite3
 import stat
 import subprocess
 import sys
-import threading
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -14,14 +13,11 @@ import pytest
 
 from app.eventlog.store import Delivery, EventStore
 from app.ops.backup import BackupError, backup
+from tests._senders import DeliverySender
 from tests._serve import ROOT, ServeProcess, app_env
-from tests.conftest import signed_headers
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-# Bounded: the sender stops after this many, whatever happens to the test.
-MAX_DELIVERIES = 3000
 
 
 def _run_backup(data_dir: Path, dest: Path) -> subprocess.CompletedProcess[str]:
@@ -35,40 +31,11 @@ def _run_backup(data_dir: Path, dest: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-class _Sender(threading.Thread):
-    """Posts signed deliveries one after another, remembering each id answered 200."""
-
-    def __init__(self, serve: ServeProcess) -> None:
-        super().__init__(daemon=True)
-        self.serve = serve
-        self.acknowledged: list[str] = []
-        self.refused = 0
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-
-    def run(self) -> None:
-        for number in range(MAX_DELIVERIES):
-            if self.stop.is_set():
-                return
-            body = msgspec.json.encode({"id": f"cust_{number}", "email": f"{number}@x.id"})
-            headers = signed_headers(body, webhook_id=f"wh_{number}", event="customer.created")
-            status, _ = self.serve.request("POST", "/webhooks", body, headers)
-            if status == 200:
-                with self.lock:
-                    self.acknowledged.append(f"wh_{number}")
-            else:
-                self.refused += 1
-
-    def snapshot(self) -> list[str]:
-        with self.lock:
-            return list(self.acknowledged)
-
-
 def test_backup_while_deliveries_arrive(tmp_path: Path) -> None:
     """The copy passes integrity_check, is 0600, and holds every delivery acked before it."""
     data_dir = tmp_path / "data"
     serve = ServeProcess(data_dir)
-    sender = _Sender(serve)
+    sender = DeliverySender(serve)
     try:
         sender.start()
         while len(sender.snapshot()) < 50 and sender.is_alive():
