@@ -61,6 +61,15 @@ def add_command(
     return parser
 
 
+def add_json_lines_flag(parser: argparse.ArgumentParser) -> None:
+    """`--json` of the listing commands, which print JSON Lines anyway when not on a terminal."""
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="JSON Lines even on a terminal (default: a table on a terminal, JSON otherwise)",
+    )
+
+
 def settings_for(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
     """Settings from the environment, with this command's `--data-dir` winning."""
     return Settings.from_env(environ, data_dir=args.data_dir)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from app.commands.common import add_command, settings_for
+from app.commands.common import add_command, add_json_lines_flag, settings_for
 from projections import discover
 
 if TYPE_CHECKING:
@@ -34,11 +34,7 @@ def register(commands: Commands) -> None:
         metavar="NAME",
         help=f"only this projection's errors: one of {', '.join(names)} (default: all)",
     )
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        help="JSON Lines even on a terminal (default: a table on a terminal, JSON otherwise)",
-    )
+    add_json_lines_flag(parser)
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

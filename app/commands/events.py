@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from app.commands.common import add_command, positive_int, settings_for
+from app.commands.common import add_command, add_json_lines_flag, positive_int, settings_for
 
 if TYPE_CHECKING:
     import argparse
@@ -57,11 +57,7 @@ def register(commands: Commands) -> None:
         metavar="N",
         help=f"list at most N deliveries (default {DEFAULT_LIMIT})",
     )
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        help="JSON Lines even on a terminal (default: a table on a terminal, JSON otherwise)",
-    )
+    add_json_lines_flag(parser)
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
