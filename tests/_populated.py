@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from app.eventlog.store import Delivery, EventStore
+from app.eventlog.rows import Delivery
+from app.eventlog.store import EventStore
 from app.projection import projector
 from projections import discover
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from app.eventlog.store import StoredEvent
+from app.eventlog.rows import EVENT_COLUMN_LIST, StoredEvent
 from app.ops.transfer import to_line
 from projections import discover
 
@@ -28,9 +28,6 @@ ENTITY_SQL = (
     f"CAST(CASE WHEN json_valid({_TEXT}) THEN COALESCE("
     + ", ".join(f"json_extract({_TEXT}, '{path}')" for path in ENTITY_PATHS)
     + ") END AS TEXT)"
-)
-_COLUMNS = (
-    "position, webhook_id, event_type, event_timestamp, signed_at, received_at, signature, payload"
 )
 # The event types that sync appends without a signature (SPEC §8).
 SNAPSHOT_SUFFIXES = (".snapshot", ".gone")
@@ -86,7 +83,7 @@ def select(
     if selection.since is not None:
         where.append("received_at >= ?")
         parameters.append(selection.since)
-    query = f"SELECT {_COLUMNS} FROM events WHERE " + " AND ".join(where)
+    query = f"SELECT {EVENT_COLUMN_LIST} FROM events WHERE " + " AND ".join(where)
     query += f" ORDER BY position {'DESC' if newest_first else 'ASC'}"
     if selection.limit is not None:
         query += " LIMIT ?"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
-from app.eventlog.store import StoredEvent
+from app.eventlog.rows import StoredEvent
 from app.ops.readonly import connect_read_only
 
 if TYPE_CHECKING:

@@ -30,7 +30,7 @@ from app.ops.webhook_headers import request_headers
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from app.eventlog.store import StoredEvent
+    from app.eventlog.rows import StoredEvent
 
 PAGE = 500
 

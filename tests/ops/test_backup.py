@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 import msgspec
 import pytest
 
-from app.eventlog.store import Delivery, EventStore
+from app.eventlog.rows import Delivery
+from app.eventlog.store import EventStore
 from app.ops.backup import BackupError, backup
 from tests._senders import DeliverySender
 from tests._serve import ROOT, ServeProcess, app_env

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import pytest
 
-from app.eventlog.store import Delivery, EventStore
+from app.eventlog.rows import Delivery
+from app.eventlog.store import EventStore
 from app.ops.explore_metadata import metadata
 from app.projection import projector
 from projections import discover

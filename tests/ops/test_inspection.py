@@ -10,7 +10,8 @@ import msgspec
 import pytest
 
 from app import cli
-from app.eventlog.store import Delivery, EventStore
+from app.eventlog.rows import Delivery
+from app.eventlog.store import EventStore
 from app.projection import projector
 from projections import discover
 
