@@ -12,6 +12,7 @@ from app.eventlog.store import EventStore
 from app.ops import sample_sender
 from app.ops.samples import EVENT_TYPES
 from projections import discover
+from tests._populated import populate
 from tests._serve import ROOT, ServeProcess, app_env, free_port, wait_until
 from tests.conftest import OTHER_SECRET, SECRET, event_rows
 
@@ -107,13 +108,9 @@ def test_filters_and_a_wrong_secret(tmp_path: Path) -> None:
 
 def test_unreachable_endpoint_exits_1(tmp_path: Path) -> None:
     """Nothing listening: one error naming the URL, exit 1."""
-    serve = ServeProcess(tmp_path / "data")
-    try:
-        _populate(serve)
-    finally:
-        serve.stop()
+    populate(tmp_path)
     url = f"http://127.0.0.1:{free_port()}/webhooks"
-    done = _replay(tmp_path / "data", "--to", url, "--secret", SECRET.decode())
+    done = _replay(tmp_path, "--to", url, "--secret", SECRET.decode())
     assert done.returncode == 1
     assert f"cannot deliver to {url}" in done.stderr
 
