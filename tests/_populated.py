@@ -12,6 +12,7 @@ from app.projection import projector
 from projections import discover
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
 
@@ -57,8 +58,15 @@ def populate(data_dir: Path) -> None:
         ("message.status.updated", {"messageId": "m3", "status": "read", "to": "+62"}),
         ("message.received", {"messageId": "m4", "from": "+62", "body": "hi"}),
     ]
+    append_and_project(
+        data_dir, [_delivery(n, kind, body) for n, (kind, body) in enumerate(events)]
+    )
+
+
+def append_and_project(data_dir: Path, deliveries: Sequence[Delivery]) -> None:
+    """Append `deliveries` to the log in `data_dir` and bring every projection up to date."""
     store = EventStore.open(data_dir / "events.db")
-    store.append([_delivery(n, kind, body) for n, (kind, body) in enumerate(events)])
+    store.append(deliveries)
     conn = projector.connect(data_dir / "projections.db")
     runner = projector.Projector(conn, store, discover())
     runner.install_all()

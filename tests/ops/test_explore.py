@@ -14,11 +14,8 @@ import msgspec
 import pytest
 
 from app.eventlog.rows import Delivery
-from app.eventlog.store import EventStore
 from app.ops.explore_metadata import metadata
-from app.projection import projector
-from projections import discover
-from tests._populated import populate
+from tests._populated import append_and_project, populate
 from tests._serve import ROOT, app_env, free_port, wait_until
 from tests.test_readme import README
 
@@ -37,25 +34,17 @@ PARAMETERS = {
 def data_dir(tmp_path: Path) -> Path:
     populate(tmp_path)
     # One event no projection can apply, so the errors query has a row.
-    store = EventStore.open(tmp_path / "events.db")
-    store.append(
-        [
-            Delivery(
-                "evt_bad",
-                "order.updated",
-                1,
-                1,
-                "2024-01-15T10:30:00.000Z",
-                f"t=1,v1={'f' * 64}",
-                msgspec.json.encode(["not", "an", "order"]),
-                ("f" * 64,),
-            )
-        ]
+    bad = Delivery(
+        "evt_bad",
+        "order.updated",
+        1,
+        1,
+        "2024-01-15T10:30:00.000Z",
+        f"t=1,v1={'f' * 64}",
+        msgspec.json.encode(["not", "an", "order"]),
+        ("f" * 64,),
     )
-    conn = projector.connect(tmp_path / "projections.db")
-    projector.Projector(conn, store, discover()).catch_up()
-    conn.close()
-    store.close()
+    append_and_project(tmp_path, [bad])
     return tmp_path
 
 

@@ -12,8 +12,7 @@ import pytest
 from app import cli
 from app.eventlog.rows import Delivery
 from app.eventlog.store import EventStore
-from app.projection import projector
-from projections import discover
+from tests._populated import append_and_project
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -50,14 +49,7 @@ DELIVERIES = [
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
-    store = EventStore.open(tmp_path / "events.db")
-    store.append(DELIVERIES)
-    conn = projector.connect(tmp_path / "projections.db")
-    runner = projector.Projector(conn, store, discover())
-    runner.install_all()
-    runner.catch_up()
-    conn.close()
-    store.close()
+    append_and_project(tmp_path, DELIVERIES)
     return tmp_path
 
 
