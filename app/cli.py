@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.commands import export, forget, import_, rebuild, send_samples, serve, status
+from app.commands import (
+    backup,
+    errors,
+    events,
+    explore,
+    export,
+    forget,
+    import_,
+    rebuild,
+    replay,
+    send_samples,
+    serve,
+    status,
+)
 from app.commands.common import ENVIRONMENT_HELP, Command
 from app.eventlog.private_files import PRIVATE_UMASK
 from app.projection.rebuild import RebuildError
@@ -16,21 +31,51 @@ from app.settings import SettingsError
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-COMMANDS: tuple[Command, ...] = (serve, status, rebuild, export, import_, send_samples, forget)
+COMMANDS: tuple[Command, ...] = (
+    serve,
+    status,
+    rebuild,
+    export,
+    import_,
+    send_samples,
+    backup,
+    events,
+    errors,
+    replay,
+    explore,
+    forget,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line, with every option's default and environment variable."""
     parser = argparse.ArgumentParser(
-        prog="python -m app",
+        prog=_program_name(),
         description="Receive BitByBit webhooks into a durable event log and query them as SQL.",
         epilog=ENVIRONMENT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {version()}", help="print the version"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(commands)
     return parser
+
+
+def version() -> str:
+    """The installed package's version, so it cannot drift from pyproject.toml."""
+    try:
+        return importlib.metadata.version("bitbybit-mirror")
+    except importlib.metadata.PackageNotFoundError:  # a bare checkout on PYTHONPATH
+        return "unknown (not installed)"
+
+
+def _program_name() -> str:
+    """What the user typed: the console command, or `python -m app`."""
+    typed = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return typed if typed == "bitbybit-mirror" else "python -m app"
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

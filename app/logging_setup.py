@@ -20,12 +20,14 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 
-def configure_logging(*, batched: bool = False) -> None:
+def configure_logging(*, batched: bool = False, level: str = "info") -> None:
     """Human-readable on a terminal, one JSON object per line otherwise.
 
     `batched` (for `serve` only) flushes lines a few times a second from a background
-    thread; commands that fork (rebuild) must not have that thread.
+    thread; commands that fork (rebuild) must not have that thread. `level` is the least
+    severe level written (`BITBYBIT_LOG_LEVEL`).
     """
+    threshold = logging.getLevelNamesMapping()[level.upper()]
     # No context-variable merging (nothing binds any) and a timestamp formatted once a
     # second: this runs once per delivery, on the endpoint's hot path.
     shared: list[structlog.typing.Processor] = [
@@ -35,7 +37,7 @@ def configure_logging(*, batched: bool = False) -> None:
     if sys.stdout.isatty():
         structlog.configure(
             processors=[*shared, structlog.dev.ConsoleRenderer()],
-            wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+            wrapper_class=structlog.make_filtering_bound_logger(threshold),
             logger_factory=structlog.PrintLoggerFactory(),
             cache_logger_on_first_use=True,
         )
@@ -47,12 +49,13 @@ def configure_logging(*, batched: bool = False) -> None:
                 structlog.processors.format_exc_info,
                 structlog.processors.JSONRenderer(serializer=_json_bytes),
             ],
-            wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+            wrapper_class=structlog.make_filtering_bound_logger(threshold),
             # structlog only calls `write` and `flush` on its output.
             logger_factory=structlog.BytesLoggerFactory(cast("BinaryIO", output)),
             cache_logger_on_first_use=True,
         )
-        if output is not None:
+        # The fast delivery line is an info line: above info, structlog filters it.
+        if output is not None and threshold <= logging.INFO:
             _delivery_sink[:] = [output.write]
 
 

@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 DEFAULT_TOLERANCE_SECONDS = 300
 DEFAULT_MAX_BODY_BYTES = 262_144
 DEFAULT_DATA_DIR = "./data"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_LOG_LEVEL = "info"
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class SettingsError(Exception):
@@ -31,8 +35,9 @@ class Settings:
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    host: str = "127.0.0.1"
-    port: int = 8080
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    log_level: str = DEFAULT_LOG_LEVEL
     # Accept a data directory (and files) that its group may read: `--allow-shared-data-dir`.
     allow_shared_data_dir: bool = False
 
@@ -98,7 +103,7 @@ class Settings:
             )
 
     @classmethod
-    def from_env(
+    def from_env(  # noqa: PLR0913 - one keyword per flag that overrides the environment
         cls,
         environ: Mapping[str, str],
         *,
@@ -106,6 +111,7 @@ class Settings:
         host: str | None = None,
         port: int | None = None,
         allow_shared_data_dir: bool = False,
+        log_level: str | None = None,
     ) -> Settings:
         """Build settings from an environment mapping, overridden by any flag given."""
         return cls(
@@ -115,8 +121,9 @@ class Settings:
                 environ, "BITBYBIT_TOLERANCE_SECONDS", DEFAULT_TOLERANCE_SECONDS
             ),
             max_body_bytes=_read_int(environ, "BITBYBIT_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
-            host=host or "127.0.0.1",
-            port=8080 if port is None else port,
+            host=host or environ.get("BITBYBIT_HOST", "").strip() or DEFAULT_HOST,
+            port=_read_port(environ) if port is None else port,
+            log_level=_read_log_level(log_level or environ.get("BITBYBIT_LOG_LEVEL", "")),
             allow_shared_data_dir=allow_shared_data_dir
             or _read_flag(environ, "BITBYBIT_ALLOW_SHARED_DATA_DIR"),
         )
@@ -178,3 +185,21 @@ def _read_int(environ: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise SettingsError(f"{name} must be positive, not {value}")
     return value
+
+
+def _read_port(environ: Mapping[str, str]) -> int:
+    port = _read_int(environ, "BITBYBIT_PORT", DEFAULT_PORT)
+    if port > 65535:
+        raise SettingsError(f"BITBYBIT_PORT must be a TCP port (1-65535), not {port}")
+    return port
+
+
+def _read_log_level(raw: str) -> str:
+    """One of `LOG_LEVELS`, whatever its case; blank means the default."""
+    level = raw.strip().lower() or DEFAULT_LOG_LEVEL
+    if level not in LOG_LEVELS:
+        raise SettingsError(
+            f"BITBYBIT_LOG_LEVEL (or --log-level) must be one of {', '.join(LOG_LEVELS)}, "
+            f"not {raw.strip()!r}"
+        )
+    return level

@@ -8,7 +8,20 @@ import pytest
 
 from app.cli import build_parser
 
-COMMANDS = ("serve", "status", "rebuild", "export", "import", "send-test", "forget")
+COMMANDS = (
+    "serve",
+    "status",
+    "rebuild",
+    "export",
+    "import",
+    "send-test",
+    "backup",
+    "events",
+    "errors",
+    "replay",
+    "explore",
+    "forget",
+)
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -37,6 +37,9 @@ environment:
   BITBYBIT_TOLERANCE_SECONDS    how far a signature's t may be from now (default \
 {_DEFAULTS.tolerance_seconds})
   BITBYBIT_MAX_BODY_BYTES       largest accepted body (default {_DEFAULTS.max_body_bytes})
+  BITBYBIT_HOST                 address serve listens on (default {_DEFAULTS.host}); --host wins
+  BITBYBIT_PORT                 port serve listens on (default {_DEFAULTS.port}); --port wins
+  BITBYBIT_LOG_LEVEL            debug, info, warning or error (default {_DEFAULTS.log_level})
 """
 
 
@@ -66,6 +69,15 @@ def add_command(
         "(env BITBYBIT_ALLOW_SHARED_DATA_DIR=1, default off: 0700 and 0600 only)",
     )
     return parser
+
+
+def add_json_lines_flag(parser: argparse.ArgumentParser) -> None:
+    """`--json` of the listing commands, which print JSON Lines anyway when not on a terminal."""
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="JSON Lines even on a terminal (default: a table on a terminal, JSON otherwise)",
+    )
 
 
 def settings_for(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:

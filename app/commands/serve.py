@@ -6,7 +6,7 @@ import gc
 from typing import TYPE_CHECKING
 
 from app.commands.common import add_command
-from app.settings import Settings
+from app.settings import LOG_LEVELS, Settings
 
 if TYPE_CHECKING:
     import argparse
@@ -29,8 +29,20 @@ def register(commands: Commands) -> None:
         "Run POST /webhooks, /healthz, /readyz and /metrics, and keep the projection "
         "tables up to date. Needs a signing secret.",
     )
-    parser.add_argument("--host", help=f"address to listen on (default {defaults.host})")
-    parser.add_argument("--port", type=int, help=f"port to listen on (default {defaults.port})")
+    parser.add_argument(
+        "--host", help=f"address to listen on (env BITBYBIT_HOST, default {defaults.host})"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        help=f"port to listen on (env BITBYBIT_PORT, default {defaults.port})",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        help=f"least severe log lines written (env BITBYBIT_LOG_LEVEL, default "
+        f"{defaults.log_level})",
+    )
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -44,10 +56,11 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         host=args.host,
         port=args.port,
         allow_shared_data_dir=args.allow_shared_data_dir,
+        log_level=args.log_level,
     )
     settings.require_secret()
     settings.require_private_data_dir()
-    configure_logging(batched=True)
+    configure_logging(batched=True, level=settings.log_level)
     # Each delivery allocates hundreds of short-lived objects, none in a reference
     # cycle: with the default thresholds the cyclic collector ran many times a second,
     # rescanning the long-lived startup objects too. Those are frozen out of its way and

@@ -17,16 +17,26 @@ from typing import IO, TYPE_CHECKING
 import aiohttp
 import msgspec
 
-from app.eventlog.ingest import EVENT_HEADER, ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
+from app.eventlog.ingest import ID_HEADER
 from app.eventlog.signature import sign
 from app.ops.samples import DEFAULT_URL, EVENT_TYPES, sample_body
+from app.ops.webhook_headers import request_headers
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["DEFAULT_URL", "Sent", "new_webhook_id", "run", "send", "signed_request"]
+__all__ = [
+    "DEFAULT_URL",
+    "Sent",
+    "answer_line",
+    "client_session",
+    "new_webhook_id",
+    "post_delivery",
+    "run",
+    "send",
+    "signed_request",
+]
 
-USER_AGENT = "BitByBit-Webhooks/1.0"
 # The sender gives up on an endpoint after 30 s; so does the test.
 TIMEOUT_SECONDS = 30
 # The sender keeps at most 4 KB of an answer; a terminal line needs far less.
@@ -69,15 +79,8 @@ def signed_request(event_type: str, secret: bytes, now: float) -> tuple[dict[str
     """The headers and body BitByBit would send for a sample `event_type` at `now`."""
     body = sample_body(event_type, now)
     timestamp = int(now)
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
-        ID_HEADER: new_webhook_id(),
-        EVENT_HEADER: event_type,
-        TIMESTAMP_HEADER: str(timestamp),
-        SIGNATURE_HEADER: sign(secret, timestamp, body),
-    }
-    return headers, body
+    signature = sign(secret, timestamp, body)
+    return request_headers(new_webhook_id(), event_type, timestamp, signature), body
 
 
 async def send(
@@ -90,21 +93,37 @@ async def send(
     """Post `count` rounds of one sample delivery per event type; print a line for each."""
     stream = sys.stdout if stream is None else stream
     results: list[Sent] = []
-    timeout = aiohttp.ClientTimeout(total=TIMEOUT_SECONDS)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with client_session() as session:
         for _ in range(count):
             for event_type in event_types:
                 headers, body = signed_request(event_type, secret, time.time())
-                async with session.post(url, data=body, headers=headers) as response:
-                    answer = await response.text(errors="replace")
-                sent = Sent(event_type, headers[ID_HEADER], response.status, answer.strip())
+                status, answer = await post_delivery(session, url, headers, body)
+                sent = Sent(event_type, headers[ID_HEADER], status, answer)
                 results.append(sent)
                 stream.write(
-                    f"{sent.event_type:<24} {sent.webhook_id}  {sent.http_status}  "
-                    f"{sent.answer[:MAX_SHOWN_ANSWER]}\n"
+                    f"{sent.event_type:<24} {answer_line(sent.webhook_id, status, answer)}\n"
                 )
                 stream.flush()
     return results
+
+
+def client_session() -> aiohttp.ClientSession:
+    """A session that gives up on an answer when BitByBit would."""
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_SECONDS))
+
+
+async def post_delivery(
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str], body: bytes
+) -> tuple[int, str]:
+    """POST one delivery; its HTTP status and answer text."""
+    async with session.post(url, data=body, headers=headers) as response:
+        answer = await response.text(errors="replace")
+    return response.status, answer.strip()
+
+
+def answer_line(webhook_id: str, status: int, answer: str) -> str:
+    """How one answer is printed: the id, the status and the start of the answer."""
+    return f"{webhook_id}  {status}  {answer[:MAX_SHOWN_ANSWER]}"
 
 
 def run(

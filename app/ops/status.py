@@ -10,6 +10,7 @@ import msgspec
 
 from app.eventlog import private_files, redaction
 from app.eventlog.reads import LogReader
+from app.ops.readonly import connect_read_only
 from app.projection import projector
 from projections import discover
 
@@ -26,7 +27,7 @@ def collect(settings: Settings) -> dict[str, object]:
     not made yet (missing, or not yet holding its bookkeeping) is reported as projections
     at position 0, not created.
     """
-    log_conn = _read_only(settings.events_path)
+    log_conn = connect_read_only(settings.events_path)
     store = LogReader(log_conn)
     conn = _projections_or_empty(settings.projections_path)
     try:
@@ -82,13 +83,9 @@ def files(settings: Settings) -> dict[str, object]:
     }
 
 
-def _read_only(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-
-
 def _projections_or_empty(path: Path) -> sqlite3.Connection:
     if path.exists():
-        conn = _read_only(path)
+        conn = connect_read_only(path)
         if conn.execute("SELECT 1 FROM sqlite_master WHERE name = '_projections'").fetchone():
             return conn
         conn.close()

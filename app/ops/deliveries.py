@@ -1,0 +1,156 @@
+"""The stored deliveries as a person asks for them: by id, type, entity and time.
+
+`events`, `replay` and Datasette's "every delivery of an entity" select with the same
+filters, so the deliveries `events` lists are the ones `replay` sends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import sqlite3
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from app.eventlog import redaction
+from app.eventlog.rows import EVENT_COLUMN_LIST, StoredEvent
+from app.ops.transfer import to_line
+from projections import discover
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Iterator
+
+# Where each projection finds its entity's id in a body (`$.id`, `$.messageId`).
+ENTITY_PATHS = tuple(sorted({p.TABLE.payload_key for p in discover()}))
+_TEXT = "CAST(payload AS TEXT)"
+# The entity a delivery is about, as text; NULL for a body that is not JSON or has none.
+ENTITY_SQL = (
+    f"CAST(CASE WHEN json_valid({_TEXT}) THEN COALESCE("
+    + ", ".join(f"json_extract({_TEXT}, '{path}')" for path in ENTITY_PATHS)
+    + ") END AS TEXT)"
+)
+# The event types that sync appends without a signature (SPEC §8).
+SNAPSHOT_SUFFIXES = (".snapshot", ".gone")
+
+
+class SelectionError(Exception):
+    """A filter cannot be understood; the message says which and why."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Selection:
+    """Which deliveries: every filter given must hold (none given: all of them)."""
+
+    webhook_ids: tuple[str, ...] = ()
+    event_type: str | None = None
+    entity: str | None = None
+    since: str | None = None  # as `received_at` is written: ISO 8601 UTC, ms, `Z`
+    limit: int | None = None
+    after: int = 0  # only positions above this: a caller pages through a long log
+
+
+def parse_since(text: str) -> str:
+    """An ISO 8601 date or instant as the log writes `received_at`; no zone means UTC."""
+    try:
+        moment = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise SelectionError(
+            f"--since must be an ISO 8601 date or time such as 2024-01-15 or "
+            f"2024-01-15T10:30:00Z, not {text!r}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    # From the parts, not from float seconds, which would lose the milliseconds.
+    utc = moment.astimezone(dt.UTC)
+    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
+
+
+def select(
+    conn: sqlite3.Connection, selection: Selection, *, newest_first: bool
+) -> Iterator[StoredEvent]:
+    """The selected deliveries of the log on `conn`, newest or oldest first."""
+    where: list[str] = ["position > ?"]
+    parameters: list[object] = [selection.after]
+    if selection.webhook_ids:
+        where.append(f"webhook_id IN ({','.join('?' * len(selection.webhook_ids))})")
+        parameters.extend(selection.webhook_ids)
+    if selection.event_type is not None:
+        where.append("event_type = ?")
+        parameters.append(selection.event_type)
+    if selection.entity is not None:
+        where.append(f"{ENTITY_SQL} = ?")
+        parameters.append(selection.entity)
+    if selection.since is not None:
+        where.append("received_at >= ?")
+        parameters.append(selection.since)
+    query = f"SELECT {EVENT_COLUMN_LIST} FROM events WHERE " + " AND ".join(where)
+    query += f" ORDER BY position {'DESC' if newest_first else 'ASC'}"
+    if selection.limit is not None:
+        query += " LIMIT ?"
+        parameters.append(selection.limit)
+    for row in conn.execute(query, parameters):
+        yield StoredEvent(*row)
+
+
+def entity_of(event: StoredEvent) -> str | None:
+    """The id of the customer, order, product or message the delivery is about."""
+    try:
+        body = msgspec.json.decode(event.payload)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    for path in ENTITY_PATHS:
+        value = body.get(path.removeprefix("$."))
+        if value is not None:
+            return str(value)
+    return None
+
+
+def marks(event: StoredEvent, redacted: Collection[int] = frozenset()) -> tuple[str, ...]:
+    """What a reader must know before trusting a delivery as BitByBit sent it.
+
+    The one place that says so: a snapshot that `sync` read from the API carries no
+    signature, and a row whose position is in `redacted` had its personal values erased
+    by `forget`, so its signature no longer matches its body.
+    """
+    found = []
+    if event.event_type.endswith(SNAPSHOT_SUFFIXES) or not event.signature:
+        found.append("snapshot (unsigned: read from the API, not a webhook)")
+    if event.position in redacted:
+        found.append("redacted (personal values erased by forget)")
+    return tuple(found)
+
+
+def redacted_positions(conn: sqlite3.Connection) -> set[int]:
+    """The positions `forget` rewrote; none in a log no release with forget has opened."""
+    try:
+        return redaction.redacted_positions(conn)
+    except sqlite3.OperationalError:
+        return set()
+
+
+def as_json(event: StoredEvent, redacted: Collection[int] = frozenset()) -> dict[str, object]:
+    """A line of `export` (so `events --json` output can be imported), with entity and marks."""
+    return {
+        **msgspec.structs.asdict(to_line(event)),
+        "entity": entity_of(event),
+        "marks": list(marks(event, redacted)),
+    }
+
+
+def conflicting_count(conn: sqlite3.Connection, webhook_id: str) -> int:
+    """How many deliveries with this id but another body are kept aside."""
+    row = conn.execute(
+        "SELECT COUNT(*) FROM conflicting_duplicates WHERE webhook_id = ?", (webhook_id,)
+    ).fetchone()
+    return int(row[0])
+
+
+def pretty_body(payload: bytes) -> str:
+    """The body indented as JSON, or as it came when it is not JSON."""
+    try:
+        return msgspec.json.format(payload, indent=2).decode()
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return payload.decode("utf-8", errors="replace")
