@@ -7,7 +7,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from app.commands import export, import_, rebuild, send_samples, serve, status
+from app.commands import export, import_, rebuild, send_samples, serve, status, sync
 from app.commands.common import ENVIRONMENT_HELP, Command
 from app.projection.rebuild import RebuildError
 from app.settings import SettingsError
@@ -15,7 +15,7 @@ from app.settings import SettingsError
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-COMMANDS: tuple[Command, ...] = (serve, status, rebuild, export, import_, send_samples)
+COMMANDS: tuple[Command, ...] = (serve, status, rebuild, export, import_, send_samples, sync)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 DEFAULT_TOLERANCE_SECONDS = 300
 DEFAULT_MAX_BODY_BYTES = 262_144
 DEFAULT_DATA_DIR = "./data"
+DEFAULT_API_URL = "https://api.bitbybit.studio/customer/open/v1"
+DEFAULT_API_KEY_HEADER = "x-api-key"
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class SettingsError(Exception):
@@ -31,15 +34,21 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     host: str = "127.0.0.1"
     port: int = 8080
+    # Open API access for `sync` (SPEC §8); the key is a secret like the signing secrets.
+    api_key: str = ""
+    api_url: str = DEFAULT_API_URL
+    api_key_header: str = DEFAULT_API_KEY_HEADER
+    sync_every_seconds: int | None = None
 
     def __repr__(self) -> str:
         # Secrets never reach a log line, even through a repr.
         fields = ", ".join(
             f"{f.name}={getattr(self, f.name)!r}"
             for f in dataclasses.fields(self)
-            if f.name != "secrets"
+            if f.name not in {"secrets", "api_key"}
         )
-        return f"Settings(secrets=<{len(self.secrets)} configured>, {fields})"
+        key = "<set>" if self.api_key else "<unset>"
+        return f"Settings(secrets=<{len(self.secrets)} configured>, api_key={key}, {fields})"
 
     @property
     def events_path(self) -> Path:
@@ -71,6 +80,15 @@ class Settings:
                 "to the secret shown in BitByBit under Settings > Developer"
             )
 
+    def require_api_key(self) -> None:
+        """Refuse to sync without a key: every Open API request would be a 401."""
+        if not self.api_key:
+            raise SettingsError(
+                "no Open API key configured: set BITBYBIT_API_KEY (or BITBYBIT_API_KEY_FILE) "
+                "to a key from BitByBit's Settings > Developer with READ on customers, "
+                "orders and products"
+            )
+
     @classmethod
     def from_env(
         cls,
@@ -79,6 +97,7 @@ class Settings:
         data_dir: str | None = None,
         host: str | None = None,
         port: int | None = None,
+        sync_every: str | None = None,
     ) -> Settings:
         """Build settings from an environment mapping, overridden by any flag given."""
         return cls(
@@ -90,7 +109,40 @@ class Settings:
             max_body_bytes=_read_int(environ, "BITBYBIT_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             host=host or "127.0.0.1",
             port=8080 if port is None else port,
+            api_key=_read_api_key(environ),
+            api_url=(environ.get("BITBYBIT_API_URL") or DEFAULT_API_URL).rstrip("/"),
+            api_key_header=environ.get("BITBYBIT_API_KEY_HEADER") or DEFAULT_API_KEY_HEADER,
+            sync_every_seconds=parse_duration(
+                sync_every or environ.get("BITBYBIT_SYNC_EVERY", ""), "BITBYBIT_SYNC_EVERY"
+            ),
         )
+
+
+def parse_duration(text: str, name: str) -> int | None:
+    """Seconds for `30s`, `15m`, `6h` or `1d`; None for an empty text (off)."""
+    raw = text.strip().lower()
+    if not raw:
+        return None
+    number, unit = raw[:-1], raw[-1:]
+    if unit not in _DURATION_UNITS or not number.isdigit() or int(number) <= 0:
+        raise SettingsError(
+            f"{name} must be a positive whole number with a unit s, m, h or d "
+            f"(such as 30s, 15m, 6h, 1d), not {text!r}"
+        )
+    return int(number) * _DURATION_UNITS[unit]
+
+
+def _read_api_key(environ: Mapping[str, str]) -> str:
+    key = environ.get("BITBYBIT_API_KEY", "").strip()
+    key_file = environ.get("BITBYBIT_API_KEY_FILE", "")
+    if key or not key_file:
+        return key
+    try:
+        return Path(key_file).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SettingsError(
+            f"BITBYBIT_API_KEY_FILE names {key_file!r}, which cannot be read: {exc.strerror}"
+        ) from exc
 
 
 def _read_secrets(environ: Mapping[str, str]) -> tuple[bytes, ...]:
