@@ -74,7 +74,9 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return 0 if checked.ok else 1
     kinds = [KINDS[name] for name in (args.entity or ENTITIES)]
     try:
-        outcome = asyncio.run(runner.run_pass(settings, list(dict.fromkeys(kinds))))
+        outcome = asyncio.run(
+            runner.run_pass(settings, list(dict.fromkeys(kinds)), log_lines=not args.json)
+        )
     except SyncBusyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -11,7 +11,14 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from app.settings import DEFAULT_API_KEY_HEADER, DEFAULT_API_URL
-from app.sync.client import ALTERNATIVE_HEADER, ALTERNATIVE_URL, Answer, Endpoint, OpenApiClient
+from app.sync.client import (
+    ALTERNATIVE_HEADER,
+    ALTERNATIVE_URL,
+    Answer,
+    Endpoint,
+    OpenApiClient,
+    Policy,
+)
 
 if TYPE_CHECKING:
     import aiohttp
@@ -60,13 +67,13 @@ def _pairs(settings: Settings) -> list[tuple[str, str]]:
 
 
 async def check(
-    session: aiohttp.ClientSession, settings: Settings, *, attempts: int = 3
+    session: aiohttp.ClientSession, settings: Settings, policy: Policy | None = None
 ) -> CheckReport:
     """Find a pair that answers, then read one page of customers, orders and products."""
     probes: list[Probe] = []
     chosen: OpenApiClient | None = None
     for url, header in _pairs(settings):
-        client = OpenApiClient(session, Endpoint(url, header, settings.api_key), attempts=attempts)
+        client = OpenApiClient(session, Endpoint(url, header, settings.api_key), policy)
         answer = await client.probe("customers")
         probes.append(Probe("try", url, header, answer))
         if answer.status not in _TRY_ANOTHER:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+import time
 import urllib.parse
 from typing import TYPE_CHECKING
 
@@ -116,28 +117,29 @@ class Endpoint:
     key: str = dataclasses.field(repr=False)
 
 
-class OpenApiClient:
-    """Requests within the rate limit, retried with exponential backoff and full jitter.
+@dataclasses.dataclass(frozen=True, slots=True)
+class Policy:
+    """How patiently the client waits: attempts, and the time and randomness it uses.
 
-    Time and randomness are injected so that backoff tests take milliseconds.
+    Injected so that tests of minutes of backoff and rate limiting take milliseconds.
     """
 
-    def __init__(  # noqa: PLR0913 - the endpoint and the injectable policy
-        self,
-        session: aiohttp.ClientSession,
-        endpoint: Endpoint,
-        *,
-        limiter: RateLimiter | None = None,
-        attempts: int = ATTEMPTS,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        jitter: Callable[[], float] = random.random,
+    attempts: int = ATTEMPTS
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    clock: Callable[[], float] = time.monotonic
+    jitter: Callable[[], float] = random.random
+
+
+class OpenApiClient:
+    """Requests within the rate limit, retried with exponential backoff and full jitter."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, endpoint: Endpoint, policy: Policy | None = None
     ) -> None:
         self._session = session
         self.endpoint = endpoint
-        self._limiter = limiter or RateLimiter(sleep=sleep)
-        self._attempts = attempts
-        self._sleep = sleep
-        self._jitter = jitter
+        self._policy = policy or Policy()
+        self._limiter = RateLimiter(clock=self._policy.clock, sleep=self._policy.sleep)
 
     async def page(self, resource: str, number: int, limit: int = PAGE_SIZE) -> Page:
         """Page `number` (from 1) of `resource`; raises `ApiError` for anything but 200."""
@@ -191,9 +193,9 @@ class OpenApiClient:
         """One GET, retried while the answer or its absence is transient."""
         retrying = tenacity.AsyncRetrying(
             retry=tenacity.retry_if_exception_type(_Transient),
-            stop=tenacity.stop_after_attempt(self._attempts),
+            stop=tenacity.stop_after_attempt(self._policy.attempts),
             wait=self._backoff,
-            sleep=self._sleep,
+            sleep=self._policy.sleep,
             reraise=True,
         )
         try:
@@ -204,7 +206,7 @@ class OpenApiClient:
             raise ApiUnavailableError(
                 exc.error.status,
                 exc.error.code,
-                f"{exc.error.detail} (gave up after {self._attempts} attempts; run sync "
+                f"{exc.error.detail} (gave up after {self._policy.attempts} attempts; run sync "
                 "again to resume where it stopped)",
             ) from None
         return answer
@@ -215,7 +217,7 @@ class OpenApiClient:
         reset = error.reset if isinstance(error, _Transient) else None
         cap = MAX_WAIT_SECONDS if reset is None else min(reset, MAX_WAIT_SECONDS)
         ceiling = BACKOFF_BASE_SECONDS * 2.0 ** (state.attempt_number - 1)
-        return float(self._jitter() * min(cap, ceiling))
+        return float(self._policy.jitter() * min(cap, ceiling))
 
     async def _once(
         self, path: str, params: Mapping[str, str]

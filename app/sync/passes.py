@@ -187,6 +187,14 @@ class SyncPass:
         for start in range(0, len(candidates), PAGE_SIZE):
             chunk = candidates[start : start + PAGE_SIZE]
             bodies, gone = await self._fetch_each(kind, chunk, entities)
+            if gone and entities.read + len(bodies) == 0:
+                # A wrong base URL can answer 404 to everything: with not one entity of
+                # the type found anywhere in the pass, none is taken for deleted.
+                entities.problem(
+                    f"{len(gone)} {kind.name} answered 404 NOT_FOUND and none was found at "
+                    "all: not taken as deletions (check BITBYBIT_API_URL)"
+                )
+                gone = []
             batch = self._snapshots(kind, bodies, entities)
             for key in gone:
                 batch.keys.append(key)
@@ -206,9 +214,9 @@ class SyncPass:
         for key in keys:
             try:
                 body = await self._client.entity(kind.name, key)
-            except (AccessDeniedError, ApiUnavailableError):
+            except AccessDeniedError:
                 raise
-            except ApiError as exc:
+            except ApiError as exc:  # unavailable after every attempt included: not gone
                 entities.problem(f"{key}: {exc}; left as it is")
                 continue
             if body is not None:

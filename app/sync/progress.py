@@ -20,10 +20,13 @@ class Progress:
         self,
         stream: IO[str] | None,
         *,
+        log_lines: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        # A terminal gets the rewritten line; anything else (a file, serve's log) gets logs.
+        # A terminal gets the rewritten line; anything else (a file, serve's log) gets
+        # log lines, unless stdout is for something else (`--json`).
         self._stream = stream if stream is not None and stream.isatty() else None
+        self._log_lines = log_lines
         self._clock = clock
         self._kind = ""
         self._started = clock()
@@ -43,6 +46,8 @@ class Progress:
         if total is not None and rate > 0:
             left = max(total - self._count, 0) / rate
         if self._stream is None:
+            if not self._log_lines:
+                return
             log.info(
                 "sync_progress",
                 entity=self._kind,

@@ -10,7 +10,7 @@ import aiohttp
 
 from app.eventlog.store import EventStore
 from app.sync import check as check_module
-from app.sync.client import Endpoint, OpenApiClient
+from app.sync.client import Endpoint, OpenApiClient, Policy
 from app.sync.passes import SyncPass
 from app.sync.progress import Progress
 from app.sync.state import SyncState, exclusive
@@ -33,7 +33,12 @@ async def _session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 async def run_pass(
-    settings: Settings, kinds: Sequence[Kind], *, stream: IO[str] | None = None
+    settings: Settings,
+    kinds: Sequence[Kind],
+    *,
+    stream: IO[str] | None = None,
+    policy: Policy | None = None,
+    log_lines: bool = True,
 ) -> Report:
     """One pass (resumed where the last one stopped), under the data directory's lock."""
     settings.require_api_key()
@@ -43,8 +48,8 @@ async def run_pass(
         state = SyncState.open(settings.data_dir)
         try:
             async with _session() as session:
-                client = OpenApiClient(session, endpoint)
-                progress = Progress(sys.stderr if stream is None else stream)
+                client = OpenApiClient(session, endpoint, policy)
+                progress = Progress(sys.stderr if stream is None else stream, log_lines=log_lines)
                 return await SyncPass(client, store, state, settings.events_path, progress).run(
                     kinds
                 )
@@ -53,8 +58,8 @@ async def run_pass(
             store.close()
 
 
-async def run_check(settings: Settings) -> CheckReport:
-    """`sync --check`: writes nothing, takes no lock."""
+async def run_check(settings: Settings, policy: Policy | None = None) -> CheckReport:
+    """`sync --check`: writes nothing, takes no lock; fewer attempts than a pass."""
     settings.require_api_key()
     async with _session() as session:
-        return await check_module.check(session, settings)
+        return await check_module.check(session, settings, policy or Policy(attempts=3))
