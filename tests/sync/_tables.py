@@ -67,10 +67,13 @@ def expected(account: Account, deleted: set[str] | None = None) -> Rows:
     }
 
 
-def projected(data_dir: Path, names: list[str]) -> Rows:
-    """The tables after projecting the whole log; `deleted_at` as True/False."""
+def projected(data_dir: Path, names: list[str], projections_path: Path | None = None) -> Rows:
+    """The tables after projecting the log; `deleted_at` as True/False.
+
+    Into `projections_path`, by default the data directory's, where earlier calls left off.
+    """
     store = LogReader.open(data_dir / "events.db")
-    conn = connect(data_dir / "projections.db")
+    conn = connect(projections_path or data_dir / "projections.db")
     try:
         projector = Projector(conn, store, projections.discover())
         projector.install_all()
