@@ -31,6 +31,12 @@ def register(commands: Commands) -> None:
     )
     parser.add_argument("--host", help=f"address to listen on (default {defaults.host})")
     parser.add_argument("--port", type=int, help=f"port to listen on (default {defaults.port})")
+    parser.add_argument(
+        "--sync-every",
+        metavar="DURATION",
+        help="run a sync pass in the background this often (30s, 15m, 6h, 1d) when "
+        "BITBYBIT_API_KEY is set (env BITBYBIT_SYNC_EVERY, default off)",
+    )
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -40,7 +46,13 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from app.http.main import create_app  # noqa: PLC0415
     from app.logging_setup import configure_logging  # noqa: PLC0415
 
-    settings = Settings.from_env(environ, data_dir=args.data_dir, host=args.host, port=args.port)
+    settings = Settings.from_env(
+        environ,
+        data_dir=args.data_dir,
+        host=args.host,
+        port=args.port,
+        sync_every=args.sync_every,
+    )
     settings.require_secret()
     configure_logging(batched=True)
     # Each delivery allocates hundreds of short-lived objects, none in a reference

@@ -16,6 +16,8 @@ from app.http import views
 from app.http.keys import INGEST, METRICS, PROJECTOR, SETTINGS
 from app.metrics import Metrics
 from app.projection.supervisor import ProjectorSupervisor
+from app.sync.observe import SyncCollector
+from app.sync.schedule import SyncScheduler
 from projections import discover
 
 if TYPE_CHECKING:
@@ -34,8 +36,10 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    app[METRICS].registry.register(SyncCollector(settings))
     app.cleanup_ctx.append(_supervisor_ctx)
     app.cleanup_ctx.append(_event_log_ctx)
+    app.cleanup_ctx.append(_sync_ctx)
     app.router.add_post("/webhooks", views.receive_webhook)
     app.router.add_route("*", "/webhooks", views.method_not_allowed("POST"))
     for path, handler in (
@@ -78,4 +82,22 @@ async def _event_log_ctx(app: web.Application) -> AsyncIterator[None]:
             max_body_bytes=settings.max_body_bytes,
             started_at=time.time(),
         )
+        yield
+
+
+async def _sync_ctx(app: web.Application) -> AsyncIterator[None]:
+    """`--sync-every`: passes in the background, when there is a key to read with."""
+    settings = app[SETTINGS]
+    if settings.sync_every_seconds is None:
+        yield
+        return
+    if not settings.api_key:
+        log.warning(
+            "sync_not_scheduled",
+            detail="--sync-every (BITBYBIT_SYNC_EVERY) is set but BITBYBIT_API_KEY is not",
+        )
+        yield
+        return
+    async with SyncScheduler(settings).running():
+        log.info("sync_scheduled", every_seconds=settings.sync_every_seconds)
         yield

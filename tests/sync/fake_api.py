@@ -8,9 +8,11 @@ the `Account` and changes it between (or during) requests; `Faults` injects answ
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -185,6 +187,41 @@ class FakeApi:
         if entity is None:
             return _error(404, "NOT_FOUND", f"{resource[:-1].capitalize()} not found", headers)
         return web.json_response({"data": entity}, headers=headers)
+
+
+class ServedFake:
+    """The fake on a loopback port of its own thread, for tests that block (subprocesses)."""
+
+    def __init__(self, account: Account, faults: Faults) -> None:
+        self._api = FakeApi(account, faults)
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="fake-open-api", daemon=True)
+        self.url = ""
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        runner = web.AppRunner(self._api.app())
+        self._loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        port = runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}{BASE_PATH}"
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(runner.cleanup())
+        self._loop.close()
+
+    def __enter__(self) -> str:
+        self._thread.start()
+        if not self._ready.wait(20):
+            msg = "the fake Open API did not start"
+            raise RuntimeError(msg)
+        return self.url
+
+    def __exit__(self, *_: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(20)
 
 
 def customer(n: int, *, updated: float = T0, **changes: Any) -> Entity:
