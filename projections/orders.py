@@ -45,7 +45,6 @@ TABLE = EntityTable(
         ("financial_status", "TEXT"),
         ("total", "NUMERIC"),
         ("currency", "TEXT"),
-        ("notes", "TEXT"),
         ("customer_id", "TEXT"),
         ("customer_first_name", "TEXT"),
         ("customer_last_name", "TEXT"),
@@ -63,6 +62,8 @@ TABLE = EntityTable(
         ("tags", "TEXT"),
         ("created_at", "TEXT"),
         ("updated_at", "TEXT"),
+        # Beyond SPEC section 5, last so that its columns keep their order.
+        ("notes", "TEXT"),
     ),
     children=(LINE_ITEMS,),
     indexes=(("customer_id",), ("status",), ("created_at",), ("order_id",)),
