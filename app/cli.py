@@ -22,6 +22,7 @@ from app.commands import (
     send_samples,
     serve,
     status,
+    sync,
 )
 from app.commands.common import ENVIRONMENT_HELP, Command
 from app.eventlog.private_files import PRIVATE_UMASK
@@ -44,6 +45,7 @@ COMMANDS: tuple[Command, ...] = (
     replay,
     explore,
     forget,
+    sync,
 )
 
 

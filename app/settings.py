@@ -21,6 +21,9 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_LOG_LEVEL = "info"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_API_URL = "https://api.bitbybit.studio/customer/open/v1"
+DEFAULT_API_KEY_HEADER = "x-api-key"
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class SettingsError(Exception):
@@ -40,15 +43,21 @@ class Settings:
     log_level: str = DEFAULT_LOG_LEVEL
     # Accept a data directory (and files) that its group may read: `--allow-shared-data-dir`.
     allow_shared_data_dir: bool = False
+    # Open API access for `sync` (SPEC §8); the key is a secret like the signing secrets.
+    api_key: str = ""
+    api_url: str = DEFAULT_API_URL
+    api_key_header: str = DEFAULT_API_KEY_HEADER
+    sync_every_seconds: int | None = None
 
     def __repr__(self) -> str:
         # Secrets never reach a log line, even through a repr.
         fields = ", ".join(
             f"{f.name}={getattr(self, f.name)!r}"
             for f in dataclasses.fields(self)
-            if f.name != "secrets"
+            if f.name not in {"secrets", "api_key"}
         )
-        return f"Settings(secrets=<{len(self.secrets)} configured>, {fields})"
+        key = "<set>" if self.api_key else "<unset>"
+        return f"Settings(secrets=<{len(self.secrets)} configured>, api_key={key}, {fields})"
 
     @property
     def events_path(self) -> Path:
@@ -102,6 +111,15 @@ class Settings:
                 "to the secret shown in BitByBit under Settings > Developer"
             )
 
+    def require_api_key(self) -> None:
+        """Refuse to sync without a key: every Open API request would be a 401."""
+        if not self.api_key:
+            raise SettingsError(
+                "no Open API key configured: set BITBYBIT_API_KEY (or BITBYBIT_API_KEY_FILE) "
+                "to a key from BitByBit's Settings > Developer with READ on customers, "
+                "orders and products"
+            )
+
     @classmethod
     def from_env(  # noqa: PLR0913 - one keyword per flag that overrides the environment
         cls,
@@ -112,6 +130,7 @@ class Settings:
         port: int | None = None,
         allow_shared_data_dir: bool = False,
         log_level: str | None = None,
+        sync_every: str | None = None,
     ) -> Settings:
         """Build settings from an environment mapping, overridden by any flag given."""
         return cls(
@@ -126,7 +145,41 @@ class Settings:
             log_level=_read_log_level(log_level or environ.get("BITBYBIT_LOG_LEVEL", "")),
             allow_shared_data_dir=allow_shared_data_dir
             or _read_flag(environ, "BITBYBIT_ALLOW_SHARED_DATA_DIR"),
+            api_key=_read_api_key(environ),
+            api_url=(environ.get("BITBYBIT_API_URL") or DEFAULT_API_URL).rstrip("/"),
+            api_key_header=environ.get("BITBYBIT_API_KEY_HEADER") or DEFAULT_API_KEY_HEADER,
+            sync_every_seconds=parse_duration(
+                sync_every or environ.get("BITBYBIT_SYNC_EVERY", ""), "BITBYBIT_SYNC_EVERY"
+            ),
         )
+
+
+def parse_duration(text: str, name: str) -> int | None:
+    """Seconds for `30s`, `15m`, `6h` or `1d`; None for an empty text (off)."""
+    raw = text.strip().lower()
+    if not raw:
+        return None
+    number, unit = raw[:-1], raw[-1:]
+    if unit not in _DURATION_UNITS or not number.isdigit() or int(number) <= 0:
+        raise SettingsError(
+            f"{name} must be a positive whole number with a unit s, m, h or d "
+            f"(such as 30s, 15m, 6h, 1d), not {text!r}"
+        )
+    return int(number) * _DURATION_UNITS[unit]
+
+
+def _read_api_key(environ: Mapping[str, str]) -> str:
+    key = environ.get("BITBYBIT_API_KEY", "").strip()
+    key_file = environ.get("BITBYBIT_API_KEY_FILE", "")
+    if key or not key_file:
+        return key
+    require_private_secret_file(Path(key_file), "BITBYBIT_API_KEY_FILE")
+    try:
+        return Path(key_file).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SettingsError(
+            f"BITBYBIT_API_KEY_FILE names {key_file!r}, which cannot be read: {exc.strerror}"
+        ) from exc
 
 
 def _read_secrets(environ: Mapping[str, str]) -> tuple[bytes, ...]:

@@ -96,7 +96,9 @@ def carries_list(event_type: str, value: Sequence[object]) -> bool:
 
     The sender's `*.updated` payloads show empty lists for the collections they leave
     out, so an empty list there means "not carried", not "now empty". Everywhere else a
-    list, empty or not, replaces the previous one whole.
+    list, empty or not, replaces the previous one whole: in `*.created`, and in the
+    `*.snapshot`s that `sync` reads from the Open API, whose lists are the entity's
+    whole lists (an empty `lineItems` there means none).
     """
     return bool(value) or not event_type.endswith(".updated")
 

@@ -22,7 +22,16 @@ from projections._tables import ChildTable, EntityTable, Event
 NAME = "customers"
 # 3: the stored state keeps register versions only; the values are the row itself.
 VERSION = 3
-EVENT_TYPES = frozenset({"customer.created", "customer.updated", "customer.deleted"})
+EVENT_TYPES = frozenset(
+    {
+        "customer.created",
+        "customer.updated",
+        "customer.deleted",
+        # Written by `sync` from the Open API: the whole entity, and "the API has it no more".
+        "customer.snapshot",
+        "customer.gone",
+    }
+)
 
 ADDRESSES = ChildTable(
     name="customer_addresses",
@@ -67,7 +76,7 @@ class Address(PostalAddress, rename="camel"):
 
 
 class Customer(Struct, rename="camel"):
-    """The body of `customer.created` and `customer.updated`."""
+    """The body of `customer.created`, `customer.updated` and `customer.snapshot`."""
 
     id: str
     email: Text = UNSET
@@ -87,14 +96,14 @@ _customer = msgspec.json.Decoder(Customer)
 def apply(event: Event) -> list[Change]:
     """What one customer event says about its customer."""
     match event.event_type:
-        case "customer.created" | "customer.updated":
+        case "customer.created" | "customer.updated" | "customer.snapshot":
             customer = _customer.decode(event.payload)
             return [
                 updated_entity(
                     customer.id, customer.updated_at, customer, event, children=[ADDRESSES]
                 )
             ]
-        case "customer.deleted":
+        case "customer.deleted" | "customer.gone":
             return [deleted_entity(event)]
         case _:
             return []

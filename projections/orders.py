@@ -6,7 +6,8 @@ Decisions where the SPEC is silent:
   a newer event sets all of that object's columns to NULL: the sender says the order has
   none. A leaf absent from the object leaves its column alone.
 - The SPEC lists no `deleted_at` for orders and the catalogue has no `order.deleted`,
-  so this projection reads only `order.created` and `order.updated`.
+  so this projection reads only `order.created`, `order.updated` and the Open API's
+  `order.snapshot` (orders have no `*.gone` either).
 - Two events with the same `updatedAt` are ordered by the timestamp header, then by
   webhook id (`_rules.event_version`); ids are unique in the log, so no two events
   tie and arrival order never decides.
@@ -23,8 +24,9 @@ from projections._tables import ChildTable, EntityTable, Event
 
 NAME = "orders"
 # 3: the stored state keeps register versions only; the values are the row itself.
-VERSION = 3
-EVENT_TYPES = frozenset({"order.created", "order.updated"})
+# 4: `notes`, which the Open API's orders have (read by `sync` as `order.snapshot`).
+VERSION = 4
+EVENT_TYPES = frozenset({"order.created", "order.updated", "order.snapshot"})
 
 LINE_ITEMS = ChildTable(
     name="order_line_items",
@@ -60,6 +62,8 @@ TABLE = EntityTable(
         ("tags", "TEXT"),
         ("created_at", "TEXT"),
         ("updated_at", "TEXT"),
+        # Beyond SPEC section 5, last so that its columns keep their order.
+        ("notes", "TEXT"),
     ),
     children=(LINE_ITEMS,),
     indexes=(("customer_id",), ("status",), ("created_at",), ("order_id",)),
@@ -86,7 +90,7 @@ class OrderCustomer(Struct, rename="camel"):
 
 
 class Order(Struct, rename="camel"):
-    """The body of `order.created` and `order.updated`."""
+    """The body of `order.created`, `order.updated` and `order.snapshot`."""
 
     id: str
     order_id: Text = UNSET
@@ -96,6 +100,7 @@ class Order(Struct, rename="camel"):
     financial_status: Text = UNSET
     total: Amount = UNSET
     currency: Text = UNSET
+    notes: Text = UNSET
     customer: OrderCustomer | UnsetType | None = UNSET
     line_items: list[LineItem] | UnsetType | None = UNSET
     shipping_address: PostalAddress | UnsetType | None = UNSET
@@ -111,7 +116,7 @@ _NESTED = {"customer": "customer_", "shipping_address": "shipping_"}
 def apply(event: Event) -> list[Change]:
     """What one order event says about its order."""
     match event.event_type:
-        case "order.created" | "order.updated":
+        case "order.created" | "order.updated" | "order.snapshot":
             order = _order.decode(event.payload)
             return [
                 updated_entity(

@@ -23,7 +23,16 @@ from projections._tables import ChildTable, EntityTable, Event
 NAME = "products"
 # 3: the stored state keeps register versions only; the values are the row itself.
 VERSION = 3
-EVENT_TYPES = frozenset({"product.created", "product.updated", "product.deleted"})
+EVENT_TYPES = frozenset(
+    {
+        "product.created",
+        "product.updated",
+        "product.deleted",
+        # Written by `sync` from the Open API: the whole entity, and "the API has it no more".
+        "product.snapshot",
+        "product.gone",
+    }
+)
 
 VARIANTS = ChildTable(
     name="product_variants",
@@ -64,7 +73,7 @@ class Variant(Struct, rename="camel"):
 
 
 class Product(Struct, rename="camel"):
-    """The body of `product.created` and `product.updated`."""
+    """The body of `product.created`, `product.updated` and `product.snapshot`."""
 
     id: str
     product_id: Text = UNSET
@@ -86,12 +95,12 @@ _product = msgspec.json.Decoder(Product)
 def apply(event: Event) -> list[Change]:
     """What one product event says about its product."""
     match event.event_type:
-        case "product.created" | "product.updated":
+        case "product.created" | "product.updated" | "product.snapshot":
             product = _product.decode(event.payload)
             return [
                 updated_entity(product.id, product.updated_at, product, event, children=[VARIANTS])
             ]
-        case "product.deleted":
+        case "product.deleted" | "product.gone":
             return [deleted_entity(event)]
         case _:
             return []

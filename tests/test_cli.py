@@ -21,6 +21,7 @@ COMMANDS = (
     "replay",
     "explore",
     "forget",
+    "sync",
 )
 
 

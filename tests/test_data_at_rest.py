@@ -181,13 +181,17 @@ def test_serve_refuses_a_secret_file_others_can_read(
     assert not data_dir.exists()
 
 
-@pytest.mark.parametrize("command", [["rebuild"], ["import", "missing.jsonl"]])
+@pytest.mark.parametrize(
+    "command",
+    [["rebuild"], ["import", "missing.jsonl"], ["forget", "--customer", "c", "--yes"], ["sync"]],
+)
 def test_commands_that_write_refuse_an_exposed_data_dir(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
 ) -> None:
-    """`rebuild` and `import` check before they write, as `serve` does."""
+    """`rebuild`, `import`, `forget` and `sync` check before they write, as `serve` does."""
     data_dir = with_log(tmp_path, 0o755, 0o600)
-    assert cli.main([*command, "--data-dir", str(data_dir)], environ={}) == 2
+    environ = {"BITBYBIT_API_KEY": "bbb_test_key", "BITBYBIT_API_URL": "http://127.0.0.1:9"}
+    assert cli.main([*command, "--data-dir", str(data_dir)], environ=environ) == 2
     assert f"chmod 700 {data_dir}" in capsys.readouterr().err
     assert {p.name for p in data_dir.iterdir()} <= {"events.db", "events.db-wal", "events.db-shm"}
 

@@ -161,9 +161,11 @@ def test_status_counts_events_no_projection_reads(
     assert report["log"] == {
         "events": 2,
         "head": 2,
+        "last_delivery_at": "x",  # the received_at of the newest signed row
         "unknown_type_events": 1,
         "forget_records": 0,
     }
+    assert report["sync"] == {"finished_at": None, "ok": None}
     # Reading only: no projections.db is made, and every projection is still to be filled.
     assert (tmp_path / "projections.db").exists() == (projections_db == "empty file")
     assert {(p["position"], p["lag"], p["stale"]) for p in report["projections"]} == {(0, 2, False)}

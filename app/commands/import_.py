@@ -62,4 +62,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         f"present, {report.conflicting} conflicting (same id, other body; kept aside), "
         f"{len(report.refused)} refused"
     )
+    if report.unsigned:
+        # Snapshots `sync` wrote: they carry no signature, so there is none to check.
+        checked = " (not verified: they have no signature)" if args.verify else ""
+        print(f"{report.unsigned} of them unsigned sync snapshots{checked}")
     return 1 if report.refused else 0

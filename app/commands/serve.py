@@ -43,6 +43,12 @@ def register(commands: Commands) -> None:
         help=f"least severe log lines written (env BITBYBIT_LOG_LEVEL, default "
         f"{defaults.log_level})",
     )
+    parser.add_argument(
+        "--sync-every",
+        metavar="DURATION",
+        help="run a sync pass in the background this often (30s, 15m, 6h, 1d) when "
+        "BITBYBIT_API_KEY is set (env BITBYBIT_SYNC_EVERY, default off)",
+    )
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -57,6 +63,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         port=args.port,
         allow_shared_data_dir=args.allow_shared_data_dir,
         log_level=args.log_level,
+        sync_every=args.sync_every,
     )
     settings.require_secret()
     settings.require_private_data_dir()

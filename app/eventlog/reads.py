@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 
 SELECT_HEAD = "SELECT COALESCE(MAX(position), 0) FROM events"
 SELECT_COUNT = "SELECT COUNT(*) FROM events"
+# Signed rows only: the service's own rows (sync snapshots) have an empty signature.
+SELECT_LAST_DELIVERY = (
+    "SELECT received_at FROM events WHERE signature != '' ORDER BY position DESC LIMIT 1"
+)
 SELECT_AFTER = (
     f"SELECT {EVENT_COLUMN_LIST} FROM events WHERE position > ? ORDER BY position LIMIT ?"
 )
@@ -48,6 +52,14 @@ class LogReader:
     def count(self) -> int:
         """How many events the log holds."""
         return int(self._conn.execute(SELECT_COUNT).fetchone()[0])
+
+    def last_delivery_at(self) -> str | None:
+        """When the newest webhook delivery was accepted; None if none ever was.
+
+        A suspended endpoint shows as this growing old while `sync` keeps the log busy.
+        """
+        row = self._conn.execute(SELECT_LAST_DELIVERY).fetchone()
+        return None if row is None else str(row[0])
 
     def count_other_types(self, known: Iterable[str]) -> int:
         """How many events have an event type outside `known` (kept, but projected nowhere)."""

@@ -18,6 +18,8 @@ from app.http.keys import INGEST, METRICS, PROJECTOR, SETTINGS
 from app.metrics import Metrics
 from app.ops.forget_sweep import sweeping
 from app.projection.supervisor import ProjectorSupervisor
+from app.sync.observe import SyncCollector
+from app.sync.schedule import SyncScheduler
 from projections import discover
 
 if TYPE_CHECKING:
@@ -36,9 +38,11 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    app[METRICS].registry.register(SyncCollector(settings))
     app.cleanup_ctx.append(_supervisor_ctx)
     app.cleanup_ctx.append(_event_log_ctx)
     app.cleanup_ctx.append(_forget_sweep_ctx)
+    app.cleanup_ctx.append(_sync_ctx)
     app.router.add_post("/webhooks", views.receive_webhook)
     app.router.add_route("*", "/webhooks", views.method_not_allowed("POST"))
     for path, handler in (
@@ -87,4 +91,22 @@ async def _event_log_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _forget_sweep_ctx(app: web.Application) -> AsyncIterator[None]:
     """Later deliveries about a forgotten person are redacted in the log within the hour."""
     async with sweeping(app[SETTINGS], discover()):
+        yield
+
+
+async def _sync_ctx(app: web.Application) -> AsyncIterator[None]:
+    """`--sync-every`: passes in the background, when there is a key to read with."""
+    settings = app[SETTINGS]
+    if settings.sync_every_seconds is None:
+        yield
+        return
+    if not settings.api_key:
+        log.warning(
+            "sync_not_scheduled",
+            detail="--sync-every (BITBYBIT_SYNC_EVERY) is set but BITBYBIT_API_KEY is not",
+        )
+        yield
+        return
+    async with SyncScheduler(settings).running():
+        log.info("sync_scheduled", every_seconds=settings.sync_every_seconds)
         yield

@@ -81,6 +81,7 @@ PROJECTION_TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "tags": f"the order's tags, {_LIST}",
             "created_at": f"when the order was placed, {_SENT}",
             "updated_at": f"when the order last changed, {_SENT}",
+            "notes": "the merchant's notes on the order, read from the Open API by sync",
         },
     ),
     "order_line_items": (

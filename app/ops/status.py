@@ -12,6 +12,7 @@ from app.eventlog import private_files, redaction
 from app.eventlog.reads import LogReader
 from app.ops.readonly import connect_read_only
 from app.projection import projector
+from app.sync.state import last_run
 from projections import discover
 
 if TYPE_CHECKING:
@@ -21,7 +22,9 @@ if TYPE_CHECKING:
 
 
 def collect(settings: Settings) -> dict[str, object]:
-    """The SPEC's status object: `{"log": {...}, "projections": [...]}`, and `"files"`.
+    """The SPEC's status object: `{"log": {...}, "projections": [...], "sync": {...}}`.
+
+    Beside the SPEC's keys, `"files"`: the data directory's permissions.
 
     Reads only: both files are opened read-only, and a projections.db that `serve` has
     not made yet (missing, or not yet holding its bookkeeping) is reported as projections
@@ -33,10 +36,12 @@ def collect(settings: Settings) -> dict[str, object]:
     try:
         runner = projector.Projector(conn, store, discover())
         statuses = runner.statuses()
+        synced = last_run(settings.data_dir)
         return {
             "log": {
                 "events": store.count(),
                 "head": store.head(),
+                "last_delivery_at": store.last_delivery_at(),
                 # Authentic deliveries of types no projection reads: kept, shown here.
                 "unknown_type_events": store.count_other_types(
                     t for p in runner.projections for t in p.EVENT_TYPES
@@ -45,6 +50,10 @@ def collect(settings: Settings) -> dict[str, object]:
             },
             "projections": [dataclasses.asdict(s) for s in statuses],
             "files": files(settings),
+            "sync": {
+                "finished_at": None if synced is None else synced.finished_at,
+                "ok": None if synced is None else synced.ok,
+            },
         }
     finally:
         conn.close()
@@ -104,6 +113,10 @@ def print_status(settings: Settings, *, as_json: bool) -> int:
         f"{log['unknown_type_events']} of an event type no projection reads, "
         f"{log['forget_records']} forget records"
     )
+    print(f"last webhook delivery: {log['last_delivery_at'] or 'never'}")
+    synced: dict[str, Any] = report["sync"]  # type: ignore[assignment]
+    outcome = {None: "", True: " (ok)", False: " (NOT ok: run sync to see why)"}[synced["ok"]]
+    print(f"last sync: {synced['finished_at'] or 'never'}{outcome}")
     print(f"{'projection':<12} {'version':>7} {'position':>9} {'lag':>7} {'errors':>6}  state")
     projections: list[dict[str, Any]] = report["projections"]  # type: ignore[assignment]
     for p in projections:

@@ -51,6 +51,8 @@ if TYPE_CHECKING:
     from app.eventlog.rows import StoredEvent
 
 IMPORT_BATCH = 1000
+# How the log marks a row it wrote itself rather than received signed (a sync snapshot).
+UNSIGNED = ""
 
 
 class TransferError(Exception):
@@ -194,7 +196,13 @@ def _payload(item: ExportedDelivery) -> bytes:
 
 
 def _digests(item: ExportedDelivery, payload: bytes, verifier: Verifier | None) -> tuple[str, ...]:
-    """The digests that guard against this signature being replayed under another type."""
+    """The digests that guard against this signature being replayed under another type.
+
+    A row the service wrote itself (a `sync` snapshot) has no signature: it has nothing
+    to verify and no digest, and is reported as unsigned, never as forged.
+    """
+    if item.signature == UNSIGNED:
+        return ()
     try:
         parsed = parse_header(item.signature)
     except SignatureError as exc:
@@ -229,6 +237,7 @@ class ImportReport:
     present: int = 0
     conflicting: int = 0
     redacted: int = 0
+    unsigned: int = 0  # rows without a signature (sync snapshots): carried, not verified
     refused: list[tuple[int, str]] = dataclasses.field(default_factory=list)
 
 
@@ -277,7 +286,8 @@ def import_file(
 
 def _append(store: EventStore, batch: list[tuple[int, Delivery]], report: ImportReport) -> None:
     results = store.append([delivery for _, delivery in batch])
-    for (number, _), result in zip(batch, results, strict=True):
+    for (number, delivery), result in zip(batch, results, strict=True):
+        report.unsigned += delivery.signature == UNSIGNED
         match result.outcome:
             case Outcome.ACCEPTED:
                 report.added += 1

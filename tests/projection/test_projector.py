@@ -82,6 +82,7 @@ SPEC_TABLES: dict[str, tuple[list[str], list[str]]] = {
             "tags",
             "created_at",
             "updated_at",
+            "notes",  # from the Open API (SPEC section 8: new columns welcome)
         ],
         ["id"],
     ),
@@ -235,6 +236,12 @@ def test_event_types_are_covered() -> None:
         "product.deleted",
         "message.received",
         "message.status.updated",
+        # What `sync` writes from the Open API (SPEC section 8).
+        "customer.snapshot",
+        "customer.gone",
+        "order.snapshot",
+        "product.snapshot",
+        "product.gone",
     }
 
 

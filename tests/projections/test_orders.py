@@ -21,6 +21,7 @@ EXPECTED: dict[str, Any] = {
     "financial_status": "paid",
     "total": 150000,
     "currency": None,
+    "notes": None,  # webhook bodies carry no notes; only the Open API's snapshots do
     "customer_id": "cust_abc123",
     "customer_first_name": "John",
     "customer_last_name": "Doe",

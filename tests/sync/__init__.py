@@ -1,0 +1,1 @@
+"""Tests of app.sync against a local fake of the Open API."""
