@@ -166,7 +166,9 @@ class EventStore(LogReader):
                 at, outcome = position, Outcome.ACCEPTED
                 events.append((position, *d.row()))
                 logged[d.webhook_id] = (position, event_type, d.payload)
-            elif known[2] == d.payload:
+            elif known[2] is None or known[2] == d.payload:
+                # A redacted row cannot be compared with what BitByBit (or sync) sends
+                # again; keeping the new body aside would bring the erased values back.
                 at, bound_type, _ = known
                 outcome = Outcome.DUPLICATE
             else:
@@ -183,13 +185,17 @@ class EventStore(LogReader):
         _insert_rows(conn, INSERT_CONFLICT, conflicts)
         return results
 
-    def _logged(self, webhook_ids: list[str]) -> dict[str, tuple[int, str, bytes]]:
-        """(position, event type, payload) of each of `webhook_ids` already in the log."""
-        found: dict[str, tuple[int, str, bytes]] = {}
+    def _logged(self, webhook_ids: list[str]) -> dict[str, tuple[int, str, bytes | None]]:
+        """(position, event type, payload) of each of `webhook_ids` already in the log.
+
+        The payload is None for a row `forget` redacted.
+        """
+        found: dict[str, tuple[int, str, bytes | None]] = {}
         for chunk in _chunks(webhook_ids):
             marks = ",".join("?" * len(chunk))
             rows = self._conn.execute(
-                "SELECT webhook_id, position, event_type, payload FROM events "
+                "SELECT webhook_id, position, event_type, CASE WHEN position IN "
+                "(SELECT position FROM redactions) THEN NULL ELSE payload END FROM events "
                 f"WHERE webhook_id IN ({marks})",
                 chunk,
             )

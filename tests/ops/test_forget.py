@@ -10,12 +10,13 @@ import pytest
 
 from app import cli
 from app.eventlog.schema import open_log
+from app.eventlog.store import EventStore, Outcome
 from app.ops import forget
 from app.projection.projector import Projector, connect
 from app.settings import Settings
 from projections import discover
 from tests.ops._people import ALICE, BOB, FORGOTTEN, KEPT, SHARED_NAME, customer, forms, populate
-from tests.projections._helpers import T0, Harness, dump_tables, iso
+from tests.projections._helpers import T0, Harness, delivery, dump_tables, iso
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -266,3 +267,25 @@ def test_export_marks_redacted_rows(data_dir: Path, tmp_path: Path) -> None:
     lines = [json.loads(line) for line in exported.read_text().splitlines()]
     assert sum(line.get("redacted", False) for line in lines) == 8
     assert all(not line.get("redacted") for line in lines if KEPT in line["payload"])
+
+
+def test_a_retry_of_a_redacted_delivery_is_a_plain_duplicate(data_dir: Path) -> None:
+    """BitByBit retrying the original body after forget: answered duplicate, nothing kept aside."""
+    assert _forget(data_dir, "--customer", FORGOTTEN, "--yes") == 0
+    retry = delivery("customer.created", customer(FORGOTTEN, ALICE), webhook_id="wh-alice-created")
+    before = _counts(data_dir)
+    store = EventStore.open(data_dir / "events.db")
+    try:
+        [result] = store.append([retry])
+    finally:
+        store.close()
+    assert result.outcome is Outcome.DUPLICATE
+    assert _counts(data_dir) == before
+
+
+def _counts(data_dir: Path) -> tuple[int, int]:
+    with sqlite3.connect(data_dir / "events.db") as conn:
+        events, kept_aside = conn.execute(
+            "SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM conflicting_duplicates)"
+        ).fetchone()
+    return int(events), int(kept_aside)
