@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         serve_fake(args.serve_fake, args.customers, args.orders)
         return 0
     sys.path.insert(0, str(ROOT))
-    from tests._serve import free_port, wait_until  # noqa: PLC0415
+    from tests._helpers import wait_until  # noqa: PLC0415
+    from tests._serve import free_port  # noqa: PLC0415
 
     port = free_port()
     fake = subprocess.Popen(

@@ -6,26 +6,26 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from app.eventlog.rows import Delivery
 from app.eventlog.store import EventStore
 from app.projection import projector
 from projections import discover
+from tests._helpers import delivery
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
+    from app.eventlog.rows import Delivery
+
 
 def _delivery(number: int, event_type: str, payload: dict[str, object]) -> Delivery:
-    return Delivery(
+    return delivery(
+        event_type,
+        msgspec.json.encode(payload),
         webhook_id=f"evt_{number:04d}",
-        event_type=event_type,
-        event_timestamp=1_705_000_000 + number,
-        signed_at=1_705_000_000 + number,
+        timestamp=1_705_000_000 + number,
         received_at="2024-01-15T10:30:00.000Z",
         signature=f"t=1705000000,v1={number:064x}",
-        payload=msgspec.json.encode(payload),
-        digests=(f"{number:064x}",),
     )
 
 

@@ -8,19 +8,18 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests._helpers import DEADLINE_SECONDS, wait_until
 from tests.conftest import SECRET
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Mapping
 
 ROOT = Path(__file__).resolve().parent.parent
-DEADLINE_SECONDS = 20.0
 
 
 def free_port() -> int:
@@ -36,15 +35,6 @@ def app_env() -> dict[str, str]:
     env = {**os.environ, "BITBYBIT_WEBHOOK_SECRET": SECRET.decode(), "PYTHONPATH": str(ROOT)}
     env.pop("BITBYBIT_WEBHOOK_SECRET_FILE", None)
     return env
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Poll `condition` until it holds, failing the test after a deadline."""
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)  # polling interval, not synchronisation: the condition decides
 
 
 class ServeProcess:

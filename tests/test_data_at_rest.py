@@ -18,7 +18,8 @@ import pytest
 from app import cli
 from app.eventlog.store import EventStore
 from app.ops import samples, transfer
-from tests._serve import ROOT, ServeProcess, app_env, wait_until
+from tests._helpers import wait_until
+from tests._serve import ROOT, ServeProcess, app_env
 from tests.conftest import SECRET, signed_headers
 
 if TYPE_CHECKING:

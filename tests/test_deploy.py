@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests._helpers import wait_until
 from tests._senders import DeliverySender
-from tests._serve import ROOT, ServeProcess, wait_until
+from tests._serve import ROOT, ServeProcess
 
 DEPLOY = ROOT / "deploy"
 INSTALLED_COMMAND = "/opt/bitbybit-mirror/bin/bitbybit-mirror"

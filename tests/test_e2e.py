@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests._serve import DEADLINE_SECONDS, ServeProcess, wait_until
+from tests._helpers import DEADLINE_SECONDS, wait_until
+from tests._serve import ServeProcess
 from tests.conftest import log_rows, signed_headers
 
 if TYPE_CHECKING:

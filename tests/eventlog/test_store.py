@@ -12,17 +12,18 @@ import msgspec
 import pytest
 
 from app.eventlog.group_commit import GroupCommitWriter
-from app.eventlog.rows import Delivery
 from app.eventlog.schema import open_log
-from app.eventlog.signature import compute_digest
 from app.eventlog.signature_memory import SignatureMemory
 from app.eventlog.store import AppendResult, EventStore, Outcome, StoreUnavailableError
 from app.metrics import Metrics
+from tests._helpers import delivery as shared_delivery
 from tests.conftest import SECRET, conflict_rows, event_rows, log_rows
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
+
+    from app.eventlog.rows import Delivery
 
 SIGNED_AT = 1_705_314_600
 
@@ -33,17 +34,15 @@ def delivery(
     event_type: str = "order.created",
     signed_at: int = SIGNED_AT,
 ) -> Delivery:
-    """A delivery as ingest builds it, its digest computed from the payload."""
-    digest = compute_digest(SECRET, str(signed_at), payload)
-    return Delivery(
+    """A delivery as ingest builds it, really signed, with this module's defaults."""
+    return shared_delivery(
+        event_type,
+        payload,
         webhook_id=webhook_id,
-        event_type=event_type,
-        event_timestamp=SIGNED_AT,
+        timestamp=SIGNED_AT,
         signed_at=signed_at,
+        secret=SECRET,
         received_at="2024-01-15T10:30:00.000Z",
-        signature=f"t={signed_at},v1={digest}",
-        payload=payload,
-        digests=(digest,),
     )
 
 

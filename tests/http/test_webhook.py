@@ -16,6 +16,7 @@ from app.eventlog import schema as schema_module
 from app.eventlog.ingest import parse_event_timestamp
 from app.settings import Settings
 from projections import discover
+from tests._helpers import eventually
 from tests.conftest import (
     OTHER_SECRET,
     SECRET,
@@ -489,15 +490,16 @@ class TestStartup:
         finally:
             locker.execute("ROLLBACK")
             locker.close()
+
         # Once the lock is gone the projections open and take the delivery.
-        deadline = time.monotonic() + 20
-        while True:
+        async def projections() -> list[dict[str, Any]]:
             async with client.get("/readyz") as resp:
-                projections = (await resp.json())["projections"]
-            if projections and all(p["lag"] == 0 for p in projections):
-                break
-            assert time.monotonic() < deadline, projections
-            await asyncio.sleep(0.05)
+                found: list[dict[str, Any]] = (await resp.json())["projections"]
+                return found
+
+        await eventually(
+            projections, lambda found: bool(found) and all(p["lag"] == 0 for p in found), "lag 0"
+        )
 
 
 class TestOtherRoutes:

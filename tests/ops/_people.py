@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from tests.projections._helpers import T0, Harness, delivery, iso
+from tests._helpers import T0, delivery
+from tests.projections._helpers import Harness, iso
 
 if TYPE_CHECKING:
     from pathlib import Path

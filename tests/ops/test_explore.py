@@ -15,8 +15,9 @@ import pytest
 
 from app.eventlog.rows import Delivery
 from app.ops.explore_metadata import metadata
+from tests._helpers import wait_until
 from tests._populated import append_and_project, populate
-from tests._serve import ROOT, app_env, free_port, wait_until
+from tests._serve import ROOT, app_env, free_port
 from tests.test_readme import README
 
 if TYPE_CHECKING:

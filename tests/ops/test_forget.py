@@ -15,8 +15,9 @@ from app.ops import forget
 from app.projection.projector import Projector, connect
 from app.settings import Settings
 from projections import discover
+from tests._helpers import T0, delivery
 from tests.ops._people import ALICE, BOB, FORGOTTEN, KEPT, SHARED_NAME, customer, forms, populate
-from tests.projections._helpers import T0, Harness, delivery, dump_tables, iso
+from tests.projections._helpers import Harness, dump_tables, iso
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -10,28 +10,28 @@ import msgspec
 import pytest
 
 from app import cli
-from app.eventlog.rows import Delivery
 from app.eventlog.store import EventStore
+from tests._helpers import delivery
 from tests._populated import append_and_project
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from app.eventlog.rows import Delivery
+
 
 def _delivery(
     number: int, event_type: str, body: object, *, signature: str | None = None
 ) -> Delivery:
-    return Delivery(
+    return delivery(
+        event_type,
+        msgspec.json.encode(body),
         webhook_id=f"evt_{number:03d}",
-        event_type=event_type,
-        event_timestamp=1_705_000_000 + number,
-        signed_at=1_705_000_000 + number,
+        timestamp=1_705_000_000 + number,
         received_at=f"2024-01-{10 + number:02d}T10:30:00.000Z",
         signature=f"t={1_705_000_000 + number},v1={number:064x}"
         if signature is None
         else signature,
-        payload=msgspec.json.encode(body),
-        digests=(f"{number:064x}",),
     )
 
 

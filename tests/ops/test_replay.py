@@ -12,8 +12,9 @@ from app.eventlog.store import EventStore
 from app.ops import sample_sender
 from app.ops.samples import EVENT_TYPES
 from projections import discover
+from tests._helpers import wait_until
 from tests._populated import populate
-from tests._serve import ROOT, ServeProcess, app_env, free_port, wait_until
+from tests._serve import ROOT, ServeProcess, app_env, free_port
 from tests.conftest import OTHER_SECRET, SECRET, event_rows
 
 if TYPE_CHECKING:

@@ -5,27 +5,26 @@ from __future__ import annotations
 import asyncio
 import io
 import sqlite3
-import time
 from typing import TYPE_CHECKING
 
 import msgspec
-import pytest
 
 from app import cli
 from app.eventlog.signature import Verifier
 from app.http.main import create_app
 from app.ops import sample_sender
 from app.ops.samples import EVENT_TYPES, sample_body
+from tests._helpers import eventually
 from tests.conftest import OTHER_SECRET, SECRET, event_rows
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import pytest
     from pytest_aiohttp import AiohttpServer
 
     from app.settings import Settings
 
-DEADLINE_SECONDS = 10.0
 ENVIRON = {"BITBYBIT_WEBHOOK_SECRET": SECRET.decode()}
 
 
@@ -49,14 +48,11 @@ def _query(path: Path, sql: str) -> list[tuple[object, ...]]:
 
 async def _until(check: str, path: Path, expected: list[tuple[object, ...]]) -> None:
     """Poll `check` until it returns `expected`, failing at the deadline."""
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    rows: list[tuple[object, ...]] = []
-    while time.monotonic() < deadline:
-        rows = _query(path, check)
-        if rows == expected:
-            return
-        await asyncio.sleep(0.02)
-    pytest.fail(f"{check!r} gave {rows!r}, not {expected!r}, within {DEADLINE_SECONDS} s")
+
+    async def rows() -> list[tuple[object, ...]]:
+        return _query(path, check)
+
+    await eventually(rows, lambda found: found == expected, f"{check!r} to give {expected!r}")
 
 
 def test_every_sample_decodes_as_json_of_its_entity() -> None:

@@ -12,18 +12,19 @@ import pytest
 
 import projections
 from app import cli
-from app.eventlog.rows import Delivery
-from app.eventlog.signature import parse_header, sign
 from app.eventlog.store import EventStore
 from app.ops import transfer
 from app.projection.rebuild import rebuild
 from app.settings import Settings
+from tests import _helpers
+from tests._helpers import T0
 from tests.conftest import OTHER_SECRET, SECRET, log_rows
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-T0 = 1_705_314_600
+    from app.eventlog.rows import Delivery
+
 ENVIRON = {"BITBYBIT_WEBHOOK_SECRET": SECRET.decode()}
 NOT_UTF8 = b'{"id": "cust_2", "firstName": "\xff\xfe"}'
 
@@ -39,17 +40,14 @@ def _delivery(
     event_timestamp: int | None = T0,
     secret: bytes = SECRET,
 ) -> Delivery:
-    payload = body if isinstance(body, bytes) else msgspec.json.encode(body)
-    signature = sign(secret, T0 + offset, payload)
-    return Delivery(
+    return _helpers.delivery(
+        event_type,
+        body if isinstance(body, bytes) else msgspec.json.encode(body),
         webhook_id=webhook_id,
-        event_type=event_type,
-        event_timestamp=None if event_timestamp is None else event_timestamp + offset,
+        timestamp=None if event_timestamp is None else event_timestamp + offset,
         signed_at=T0 + offset,
+        secret=secret,
         received_at=f"2024-01-15T10:30:{offset:02d}.123Z",
-        signature=signature,
-        payload=payload,
-        digests=parse_header(signature).digests,
     )
 
 

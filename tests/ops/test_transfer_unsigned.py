@@ -9,8 +9,8 @@ import msgspec
 from app.eventlog.store import EventStore
 from app.ops import transfer
 from app.sync.snapshots import CUSTOMERS, snapshot
+from tests._helpers import delivery
 from tests.conftest import SECRET, event_rows, signed_headers
-from tests.projections._helpers import delivery
 
 if TYPE_CHECKING:
     from pathlib import Path

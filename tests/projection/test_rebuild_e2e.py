@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from app.eventlog.signature import sign
-from tests._serve import DEADLINE_SECONDS, ROOT, ServeProcess, app_env, wait_until
+from tests._helpers import DEADLINE_SECONDS, wait_until
+from tests._serve import ROOT, ServeProcess, app_env
 from tests.conftest import SECRET
 from tests.projections._helpers import sample
 

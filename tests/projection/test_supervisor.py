@@ -15,6 +15,7 @@ from app import cli
 from app.eventlog.store import EventStore
 from app.projection import projector
 from projections import customers, discover
+from tests._helpers import eventually
 from tests.conftest import metric_sample, post, signed_headers
 from tests.projections._helpers import sample
 
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from app.settings import Settings
     from tests.conftest import Client, MakeClient
 
-DEADLINE_SECONDS = 20.0
 # SPEC §6: a query a moment after a 200 sees the event, "well under a second". Half a
 # second also tells the commit's nudge apart from the follower's once-a-second poll.
 VISIBLE_WITHIN_SECONDS = 0.5
@@ -47,14 +47,14 @@ async def readyz_projections(client: Client) -> list[dict[str, Any]]:
 
 async def caught_up(client: Client, head: int) -> list[dict[str, Any]]:
     """Wait (with a deadline) until every current projection has applied `head`."""
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while True:
-        projections = await readyz_projections(client)
+
+    def done(projections: list[dict[str, Any]]) -> bool:
         current = [p for p in projections if not p["stale"]]
-        if current and all(p["position"] >= head for p in current):
-            return projections
-        assert time.monotonic() < deadline, projections
-        await asyncio.sleep(0.02)  # polling interval: the condition decides
+        return bool(current) and all(p["position"] >= head for p in current)
+
+    return await eventually(
+        lambda: readyz_projections(client), done, f"projections to reach {head}"
+    )
 
 
 def customer_emails(settings: Settings) -> list[str]:

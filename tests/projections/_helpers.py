@@ -8,51 +8,26 @@ from typing import TYPE_CHECKING, Any
 
 import projections
 from app.eventlog.private_files import make_private_dir
-from app.eventlog.rows import Delivery
 from app.eventlog.store import AppendResult, EventStore
 from app.instants import format_instant
 from app.projection.projector import Projector, connect
+from tests._helpers import T0, delivery
 
 if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Iterable, Sequence
     from pathlib import Path
 
+    from app.eventlog.rows import Delivery
     from projections import Projection
 
 Row = dict[str, Any]
 Dump = dict[str, list[tuple[Any, ...]]]
 
-# 2024-01-15T10:30:00Z, the `createdAt` of every sample payload.
-T0 = 1705314600
-
 
 def iso(seconds: int) -> str:
     """The text the projections write for a Unix time."""
     return format_instant(seconds)
-
-
-def delivery(
-    event_type: str,
-    payload: Any,
-    *,
-    webhook_id: str,
-    timestamp: int | None = T0,
-    signed_at: int | None = None,
-) -> Delivery:
-    """One delivery as the endpoint would log it; `payload` bytes are kept as they are."""
-    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    signed = signed_at if signed_at is not None else (T0 if timestamp is None else timestamp)
-    return Delivery(
-        webhook_id=webhook_id,
-        event_type=event_type,
-        event_timestamp=timestamp,
-        signed_at=signed,
-        received_at=iso(signed),
-        signature=f"t={signed},v1=test",
-        payload=body,
-        digests=(),
-    )
 
 
 def dump_tables(conn: sqlite3.Connection, mods: Sequence[Projection]) -> Dump:
