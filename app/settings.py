@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 DEFAULT_TOLERANCE_SECONDS = 300
 DEFAULT_MAX_BODY_BYTES = 262_144
 DEFAULT_DATA_DIR = "./data"
+# BitByBit's own delivery timeout: a body still arriving after it is one the sender gave up on.
+DEFAULT_BODY_TIMEOUT_SECONDS = 30
 
 
 class SettingsError(Exception):
@@ -29,6 +31,7 @@ class Settings:
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS
     host: str = "127.0.0.1"
     port: int = 8080
 
@@ -88,6 +91,9 @@ class Settings:
                 environ, "BITBYBIT_TOLERANCE_SECONDS", DEFAULT_TOLERANCE_SECONDS
             ),
             max_body_bytes=_read_int(environ, "BITBYBIT_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+            body_timeout_seconds=_read_int(
+                environ, "BITBYBIT_BODY_TIMEOUT_SECONDS", DEFAULT_BODY_TIMEOUT_SECONDS
+            ),
             host=host or "127.0.0.1",
             port=8080 if port is None else port,
         )

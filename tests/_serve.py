@@ -50,7 +50,7 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
 class ServeProcess:
     """One `python -m app serve` process, started and waited for until /healthz answers."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.log_path = data_dir.parent / f"serve-{self.port}.log"
         self.log = self.log_path.open("wb")
@@ -60,7 +60,7 @@ class ServeProcess:
                 *("--port", str(self.port), "--data-dir", str(data_dir)),
             ],
             cwd=ROOT,
-            env=app_env(),
+            env={**app_env(), **(env or {})},
             stdout=self.log,
             stderr=subprocess.STDOUT,
             # A process group of its own, as on a terminal: a test can Ctrl-C all of it.

@@ -35,6 +35,8 @@ environment:
   BITBYBIT_TOLERANCE_SECONDS    how far a signature's t may be from now (default \
 {_DEFAULTS.tolerance_seconds})
   BITBYBIT_MAX_BODY_BYTES       largest accepted body (default {_DEFAULTS.max_body_bytes})
+  BITBYBIT_BODY_TIMEOUT_SECONDS  seconds a body may take to arrive after its headers \
+(default {_DEFAULTS.body_timeout_seconds})
 """
 
 
