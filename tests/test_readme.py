@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 import msgspec
 import pytest
 
-from app.eventlog.store import Delivery, EventStore
+from app.eventlog.rows import Delivery
+from app.eventlog.store import EventStore
 from app.projection import projector
 from projections import discover
 

@@ -19,12 +19,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from app.eventlog.store import AppendResult, Delivery, EventStore, StoreUnavailableError
+from app.eventlog.store import AppendResult, EventStore, StoreUnavailableError
 from app.instants import format_instant
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable
 
+    from app.eventlog.rows import Delivery
     from app.metrics import Metrics
 
 # Bounds one transaction, so a burst cannot make a single commit (and its callers) wait long.

@@ -11,8 +11,9 @@ import dataclasses
 import re
 from typing import TYPE_CHECKING
 
+from app.eventlog.rows import Delivery
 from app.eventlog.signature import SignatureError, Verifier
-from app.eventlog.store import AppendResult, Delivery, Outcome
+from app.eventlog.store import AppendResult, Outcome
 from app.instants import format_instant
 
 if TYPE_CHECKING:

@@ -1,8 +1,8 @@
-"""The event log: an append-only SQLite table of every authentic delivery, kept forever.
+"""Appending to the event log: the append-only table of every authentic delivery, kept forever.
 
-Knows nothing of HTTP or projections. One writer owns the transactions (see
-`app.eventlog.group_commit`), so a batch either commits whole or not at all, and a duplicate in the
-middle of a batch can never roll back its neighbours.
+One writer owns the transactions (see `app.eventlog.group_commit`), so a batch either
+commits whole or not at all, and a duplicate in the middle of a batch can never roll
+back its neighbours.
 """
 
 from __future__ import annotations
@@ -14,54 +14,17 @@ from typing import TYPE_CHECKING, TypeVar
 import msgspec
 
 from app.eventlog import signature_memory
+from app.eventlog.reads import SELECT_HEAD, LogReader
+from app.eventlog.rows import ROW_COLUMN_LIST, Delivery
+from app.eventlog.schema import BUSY_TIMEOUT_MS
+from app.eventlog.sqlite import rollback_if_open
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
-    from pathlib import Path
+    from collections.abc import Iterator, Sequence
 
-DDL = """
-CREATE TABLE IF NOT EXISTS events (
-    position INTEGER PRIMARY KEY,
-    webhook_id TEXT NOT NULL UNIQUE,
-    event_type TEXT NOT NULL,
-    event_timestamp INTEGER,
-    signed_at INTEGER NOT NULL,
-    received_at TEXT NOT NULL,
-    signature TEXT NOT NULL,
-    payload BLOB NOT NULL
-) STRICT;
-CREATE TRIGGER IF NOT EXISTS events_refuse_update BEFORE UPDATE ON events
-BEGIN SELECT RAISE(ABORT, 'the event log is append-only: events cannot be updated'); END;
-CREATE TRIGGER IF NOT EXISTS events_refuse_delete BEFORE DELETE ON events
-BEGIN SELECT RAISE(ABORT, 'the event log is append-only: events cannot be deleted'); END;
-
--- One row, rewritten by each readiness probe (`/readyz`): a committed write is the only
--- proof that the log takes writes.
-CREATE TABLE IF NOT EXISTS write_probe (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    probed_at TEXT NOT NULL,
-    room BLOB NOT NULL
-) STRICT;
-
--- Deliveries whose webhook id was already logged with a different body: never dropped
--- silently, but never allowed to change the log either.
-CREATE TABLE IF NOT EXISTS conflicting_duplicates (
-    id INTEGER PRIMARY KEY,
-    webhook_id TEXT NOT NULL,
-    logged_position INTEGER NOT NULL,
-    event_type TEXT NOT NULL,
-    event_timestamp INTEGER,
-    signed_at INTEGER NOT NULL,
-    received_at TEXT NOT NULL,
-    signature TEXT NOT NULL,
-    payload BLOB NOT NULL
-) STRICT;
-"""
-
-_COLUMNS = "webhook_id, event_type, event_timestamp, signed_at, received_at, signature, payload"
-INSERT_EVENT = f"INSERT INTO events (position, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_EVENT = f"INSERT INTO events (position, {ROW_COLUMN_LIST}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 INSERT_CONFLICT = (
-    f"INSERT INTO conflicting_duplicates (logged_position, {_COLUMNS}) "
+    f"INSERT INTO conflicting_duplicates (logged_position, {ROW_COLUMN_LIST}) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # A page of zeros: the probe needs about the room a small delivery does, so a log that
@@ -69,53 +32,16 @@ INSERT_CONFLICT = (
 WRITE_PROBE = (
     "INSERT OR REPLACE INTO write_probe (id, probed_at, room) VALUES (1, ?, zeroblob(4096))"
 )
-SELECT_HEAD = "SELECT COALESCE(MAX(position), 0) FROM events"
-SELECT_COUNT = "SELECT COUNT(*) FROM events"
-SELECT_AFTER = (
-    f"SELECT position, {_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
-)
-SELECT_RANGE = (
-    f"SELECT position, {_COLUMNS} FROM events WHERE position > ? AND position <= ? "
-    "ORDER BY position LIMIT ?"
-)
 
 # SQLite's limit on host parameters is 32766 by default (999 before 3.32); stay below it.
 _LOOKUP_CHUNK = 500
 _ROWS_PER_INSERT = 100  # at most 8 values a row: 800 parameters
-# How long a writer waits for another one (an import, a backup) to release the log.
-BUSY_TIMEOUT_MS = 30_000
 
 T = TypeVar("T")
 
 
 class StoreUnavailableError(Exception):
     """The log could not be written (disk full, I/O error, locked): nothing was stored."""
-
-
-class Delivery(msgspec.Struct, frozen=True):
-    """One authentic delivery, as it will be kept (a Struct: one per request, C init)."""
-
-    webhook_id: str
-    event_type: str
-    event_timestamp: int | None
-    signed_at: int
-    received_at: str
-    signature: str
-    payload: bytes
-    digests: tuple[str, ...]
-
-
-class StoredEvent(msgspec.Struct, frozen=True):
-    """One row of the log (a Struct: a rebuild makes millions, and its init is C)."""
-
-    position: int
-    webhook_id: str
-    event_type: str
-    event_timestamp: int | None
-    signed_at: int
-    received_at: str
-    signature: str
-    payload: bytes
 
 
 class Outcome(enum.Enum):
@@ -134,78 +60,16 @@ class AppendResult(msgspec.Struct, frozen=True):
     position: int | None
 
 
-def connect(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
-    """Open the log in WAL mode with explicit transactions, creating it if needed.
+class EventStore(LogReader):
+    """Appends deliveries in batches, each batch one transaction, and reads like a reader.
 
-    `synchronous=FULL` makes every commit reach the disk before it returns: the endpoint
-    answers 200 only after that.
+    Only one writer appends at a time (the group commit, or an import), so the
+    duplicate and replay checks of a batch are decided against a log nobody else changes.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(
-        path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
-    )
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={synchronous}")
-    conn.executescript(DDL)
-    conn.executescript(signature_memory.DDL)
-    _move_digests_of_earlier_releases(conn)
-    return conn
-
-
-def _move_digests_of_earlier_releases(conn: sqlite3.Connection) -> None:
-    """Move a log's digests from the table earlier releases kept them in, in one transaction.
-
-    That table was keyed by the digest (and by signing time before it); it has the
-    digest, event type and position columns either way, and `signed_at` is taken from
-    the event each row points at. The events themselves are never touched.
-    """
-    if not _has_old_digests(conn):
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        if _has_old_digests(conn):  # unless another process moved them meanwhile
-            conn.execute(
-                "INSERT INTO accepted_digests (signed_at, digest, event_type, position) "
-                "SELECT events.signed_at, old.digest, old.event_type, old.position "
-                "FROM signature_digests AS old JOIN events USING (position) "
-                "ORDER BY old.position"
-            )
-            conn.execute("DROP TABLE signature_digests")
-        conn.execute("COMMIT")
-    except BaseException:
-        rollback_if_open(conn)
-        raise
-
-
-def rollback_if_open(conn: sqlite3.Connection) -> None:
-    """Abandon the open transaction, unless SQLite already did.
-
-    SQLite rolls back by itself on some errors (SQLITE_FULL, SQLITE_IOERR); a second
-    ROLLBACK would fail with "no transaction is active" and hide the real cause.
-    """
-    if conn.in_transaction:
-        conn.execute("ROLLBACK")
-
-
-def _has_old_digests(conn: sqlite3.Connection) -> bool:
-    return bool(conn.execute("PRAGMA table_info(signature_digests)").fetchall())
-
-
-class EventStore:
-    """Appends deliveries in batches and reads them back in position order."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
+        super().__init__(conn)
         self._signatures = signature_memory.SignatureMemory()
-
-    @classmethod
-    def open(cls, path: Path, *, synchronous: str = "FULL") -> EventStore:
-        """Open (or create) the log file at `path`."""
-        return cls(connect(path, synchronous=synchronous))
-
-    def close(self) -> None:
-        """Close the connection; a WAL checkpoint happens on the last close."""
-        self._conn.close()
 
     def append(self, batch: Sequence[Delivery]) -> list[AppendResult]:
         """Append a batch in one transaction; one result per delivery, in order.
@@ -300,14 +164,14 @@ class EventStore:
             if known is None:
                 position += 1
                 at, outcome = position, Outcome.ACCEPTED
-                events.append((position, *_row(d)))
+                events.append((position, *d.row()))
                 logged[d.webhook_id] = (position, event_type, d.payload)
             elif known[2] == d.payload:
                 at, bound_type, _ = known
                 outcome = Outcome.DUPLICATE
             else:
                 at, outcome = known[0], Outcome.CONFLICTING_DUPLICATE
-                conflicts.append((at, *_row(d)))
+                conflicts.append((at, *d.row()))
             for digest in d.digests:
                 if (signed_at, digest) not in digest_types:
                     digest_types[signed_at, digest] = bound_type
@@ -336,70 +200,6 @@ class EventStore:
         """The event types already logged under any of the batch's (signed_at, digest) keys."""
         keys = {(d.signed_at, digest) for d in batch for digest in d.digests}
         return self._signatures.event_types(self._conn, keys)
-
-    def head(self) -> int:
-        """The position of the newest event, 0 for an empty log."""
-        return int(self._conn.execute(SELECT_HEAD).fetchone()[0])
-
-    def count(self) -> int:
-        """How many events the log holds."""
-        return int(self._conn.execute(SELECT_COUNT).fetchone()[0])
-
-    def count_other_types(self, known: Iterable[str]) -> int:
-        """How many events have an event type outside `known` (kept, but projected nowhere)."""
-        types = list(known)
-        marks = ",".join("?" * len(types))
-        row = self._conn.execute(
-            f"SELECT COUNT(*) FROM events WHERE event_type NOT IN ({marks})", types
-        ).fetchone()
-        return int(row[0])
-
-    def read(self, after: int, limit: int, *, until: int | None = None) -> list[StoredEvent]:
-        """Up to `limit` events after position `after` (and at most `until`), in order."""
-        if until is None:
-            rows = self._conn.execute(SELECT_AFTER, (after, limit))
-        else:
-            rows = self._conn.execute(SELECT_RANGE, (after, until, limit))
-        return [StoredEvent(*row) for row in rows]
-
-    def events_by_entity(
-        self, event_types: Iterable[str], key_path: str, until: int
-    ) -> Iterator[tuple[object, StoredEvent]]:
-        """(entity key, event) of the events of `event_types` up to `until`, by entity.
-
-        The key is the value at `key_path` in the JSON payload (NULL where there is none).
-        A rebuild reads the log in this order so that it folds each entity once. SQLite
-        sorts in bounded memory, spilling to temporary files as the log grows.
-        """
-        types = list(event_types)
-        marks = ",".join("?" * len(types))
-        text = "CAST(payload AS TEXT)"
-        rows = self._conn.execute(
-            f"SELECT CASE WHEN json_valid({text}) THEN json_extract({text}, ?) END AS entity, "
-            f"position, {_COLUMNS} FROM events WHERE position <= ? AND event_type IN ({marks}) "
-            "ORDER BY entity, position",
-            (key_path, until, *types),
-        )
-        return ((row[0], StoredEvent(*row[1:])) for row in rows)
-
-    def iter_all(self, batch_size: int = 5000) -> Iterator[StoredEvent]:
-        """Every event in position order, read in batches so memory stays flat."""
-        after = 0
-        while batch := self.read(after, batch_size):
-            yield from batch
-            after = batch[-1].position
-
-
-def _row(d: Delivery) -> tuple[object, ...]:
-    return (
-        d.webhook_id,
-        d.event_type,
-        d.event_timestamp,
-        d.signed_at,
-        d.received_at,
-        d.signature,
-        d.payload,
-    )
 
 
 def _insert_rows(conn: sqlite3.Connection, insert: str, rows: Sequence[tuple[object, ...]]) -> None:

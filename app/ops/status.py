@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from app.eventlog.store import EventStore
+from app.eventlog.reads import LogReader
 from app.projection import projector
 from projections import discover
 
@@ -25,7 +25,7 @@ def collect(settings: Settings) -> dict[str, object]:
     not made yet (missing, or not yet holding its bookkeeping) is reported as projections
     at position 0, not created.
     """
-    store = EventStore(_read_only(settings.events_path))
+    store = LogReader(_read_only(settings.events_path))
     conn = _projections_or_empty(settings.projections_path)
     try:
         runner = projector.Projector(conn, store, discover())

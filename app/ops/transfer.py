@@ -39,13 +39,15 @@ from typing import IO, TYPE_CHECKING, Literal
 import msgspec
 
 from app.eventlog.ingest import MAX_HEADER_LENGTH, identifier_problem
+from app.eventlog.reads import LogReader
+from app.eventlog.rows import Delivery
 from app.eventlog.signature import SignatureError, Verifier, parse_header
-from app.eventlog.store import Delivery, EventStore, Outcome
+from app.eventlog.store import EventStore, Outcome
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-    from app.eventlog.store import StoredEvent
+    from app.eventlog.rows import StoredEvent
 
 IMPORT_BATCH = 1000
 
@@ -93,7 +95,7 @@ def to_line(event: StoredEvent) -> ExportedDelivery:
     )
 
 
-def export_log(store: EventStore, out: IO[bytes]) -> int:
+def export_log(store: LogReader, out: IO[bytes]) -> int:
     """Write every event of the log to `out` as JSON Lines; return how many."""
     buffer = bytearray()
     written = 0
@@ -114,7 +116,7 @@ def export_to(events_path: Path, target: str | None) -> int:
     """Export the log at `events_path` to the file `target` (stdout for None or '-')."""
     if not events_path.exists():
         raise TransferError(f"there is no event log at {events_path}")
-    store = EventStore.open(events_path)
+    store = LogReader.open(events_path)
     try:
         if target is None or target == "-":
             return export_log(store, sys.stdout.buffer)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from app.eventlog.store import EventStore
+from app.eventlog.reads import LogReader
 from app.logging_setup import configure_logging
 from app.projection import projector
 from projections import discover
@@ -37,7 +37,7 @@ NICENESS = 10
 
 def follow(data_dir: Path, wake_fd: int) -> None:
     """Apply new events until `wake_fd` reaches end of file."""
-    store = EventStore.open(data_dir / "events.db")
+    store = LogReader.open(data_dir / "events.db")
     conn = projector.connect(data_dir / "projections.db")
     runner = projector.Projector(conn, store, discover())
     # A step's changes are many small containers, none in a reference cycle: collecting

@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING
 import msgspec
 import structlog
 
-from app.eventlog.store import rollback_if_open
+from app.eventlog import sqlite
 from projections import write_changes
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
-    from app.eventlog.store import EventStore, StoredEvent
+    from app.eventlog.reads import LogReader
+    from app.eventlog.rows import StoredEvent
     from projections import Change, Fresh, Projection
 
 log = structlog.get_logger("app.projection.projector")
@@ -56,17 +57,14 @@ def connect(path: Path | str, *, synchronous: str = "NORMAL") -> sqlite3.Connect
     `synchronous=NORMAL` is enough: the file is disposable, and a checkpoint is always
     committed with its tables, so a lost tail is simply re-applied from the log.
     """
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn = sqlite.connect(path, synchronous=synchronous, timeout_seconds=60)
     conn.executescript(BOOKKEEPING_DDL)
     return conn
 
 
 def install(conn: sqlite3.Connection, projection: Projection, *, position: int = 0) -> None:
     """Create a projection's tables and checkpoint, unless it already has them."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with sqlite.write_transaction(conn):
         exists = conn.execute(
             "SELECT 1 FROM _projections WHERE name = ?", (projection.NAME,)
         ).fetchone()
@@ -81,10 +79,6 @@ def install(conn: sqlite3.Connection, projection: Projection, *, position: int =
                     msgspec.json.encode(projection.TABLE.table_names).decode(),
                 ),
             )
-        conn.execute("COMMIT")
-    except BaseException:
-        rollback_if_open(conn)
-        raise
 
 
 def create_tables(conn: sqlite3.Connection, projection: Projection) -> None:
@@ -119,7 +113,7 @@ class Projector:
     def __init__(
         self,
         conn: sqlite3.Connection,
-        store: EventStore,
+        store: LogReader,
         projections: Sequence[Projection],
     ) -> None:
         self.conn = conn
@@ -138,11 +132,9 @@ class Projector:
         Returns how many events it read; 0 means every projection is caught up.
         """
         conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with sqlite.write_transaction(conn):
             checkpoints = self._current_checkpoints()
             if not checkpoints:
-                conn.execute("ROLLBACK")
                 return 0
             start = min(checkpoints.values())
             events = self.store.read(start, batch_size, until=until)
@@ -161,23 +153,14 @@ class Projector:
                     self.stats[projection.NAME].rows += rows
                 if events and events[-1].position > position:
                     conn.execute(UPDATE_CHECKPOINT, (events[-1].position, projection.NAME))
-            conn.execute("COMMIT")
-        except BaseException:
-            rollback_if_open(conn)
-            raise
         return len(events)
 
     def apply(
         self, projection: Projection, events: Sequence[StoredEvent], fresh: Fresh | None = None
     ) -> None:
         """Apply `events` to one projection in one transaction, leaving its checkpoint."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with sqlite.write_transaction(self.conn):
             rows = apply_events(self.conn, projection, events, fresh)
-            self.conn.execute("COMMIT")
-        except BaseException:
-            rollback_if_open(self.conn)
-            raise
         self.stats[projection.NAME].events += len(events)
         self.stats[projection.NAME].rows += rows
 

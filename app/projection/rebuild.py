@@ -29,7 +29,8 @@ from typing import IO, TYPE_CHECKING
 import msgspec
 import structlog
 
-from app.eventlog.store import EventStore, StoredEvent, rollback_if_open
+from app.eventlog.reads import LogReader
+from app.eventlog.sqlite import rollback_if_open
 from app.projection import projector as projector_module
 from projections import Fresh, discover
 
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from multiprocessing.sharedctypes import Synchronized
     from pathlib import Path
 
+    from app.eventlog.rows import StoredEvent
     from app.settings import Settings
     from projections import Projection
 
@@ -152,7 +154,7 @@ def rebuild(
 ) -> list[Summary]:
     """Rebuild `projections` from the whole log and switch them in atomically."""
     with exclusive(settings.data_dir):
-        store = EventStore.open(settings.events_path)
+        store = LogReader.open(settings.events_path)
         paths = {p.NAME: _scratch(settings, f"-{p.NAME}") for p in projections}
         main = projector_module.connect(settings.projections_path)
         try:
@@ -220,7 +222,7 @@ def _build_scratch(events_path: Path, scratch_path: Path, name: str, until: int)
     # the chunk's own objects only: what the fork inherited is frozen out of its way.
     gc.disable()
     gc.freeze()
-    store = EventStore.open(events_path)
+    store = LogReader.open(events_path)
     scratch = _open_scratch(scratch_path)
     try:
         builder = projector_module.Projector(scratch, store, [projection])
@@ -307,7 +309,7 @@ def _apply_chunk(
 
 def _switch(
     main: sqlite3.Connection,
-    store: EventStore,
+    store: LogReader,
     projections: Sequence[Projection],
     paths: dict[str, Path],
     built: dict[str, Summary],
@@ -398,7 +400,7 @@ def check(
     number of differing rows.
     """
     with exclusive(settings.data_dir):
-        store = EventStore.open(settings.events_path)
+        store = LogReader.open(settings.events_path)
         scratch_path = _scratch(settings)
         scratch = _open_scratch(scratch_path)
         main = projector_module.connect(settings.projections_path)

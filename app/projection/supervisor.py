@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from app.eventlog.store import EventStore
+from app.eventlog.reads import LogReader
 from app.projection import projector as projector_module
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ class ProjectorSupervisor:
         return self._projector.statuses()
 
     def _open(self) -> projector_module.Projector:
-        store = EventStore.open(self._settings.events_path)
+        store = LogReader.open(self._settings.events_path)
         conn = projector_module.connect(self._settings.projections_path)
         projector = projector_module.Projector(conn, store, self._projections)
         projector.install_all()

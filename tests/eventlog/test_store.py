@@ -12,16 +12,11 @@ import msgspec
 import pytest
 
 from app.eventlog.group_commit import GroupCommitWriter
+from app.eventlog.rows import Delivery
+from app.eventlog.schema import open_log
 from app.eventlog.signature import compute_digest
 from app.eventlog.signature_memory import SignatureMemory
-from app.eventlog.store import (
-    AppendResult,
-    Delivery,
-    EventStore,
-    Outcome,
-    StoreUnavailableError,
-    connect,
-)
+from app.eventlog.store import AppendResult, EventStore, Outcome, StoreUnavailableError
 from app.metrics import Metrics
 from tests.conftest import SECRET, conflict_rows, event_rows, log_rows
 
@@ -435,7 +430,7 @@ class TestUnavailable:
 
     def test_full_disk_raises_and_stores_nothing(self, tmp_path: Path) -> None:
         """When SQLite cannot grow the file, append raises StoreUnavailableError atomically."""
-        conn = connect(tmp_path / "events.db")
+        conn = open_log(tmp_path / "events.db")
         # The limit cannot go below the current size, so this freezes the file as it is.
         conn.execute("PRAGMA max_page_count = 1")
         store = EventStore(conn)
@@ -449,7 +444,7 @@ class TestUnavailable:
 
     def test_store_usable_again_after_space_frees(self, tmp_path: Path) -> None:
         """A failed append leaves no transaction open: once space frees, appends work."""
-        conn = connect(tmp_path / "events.db")
+        conn = open_log(tmp_path / "events.db")
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
         conn.execute("PRAGMA max_page_count = 1")
         store = EventStore(conn)

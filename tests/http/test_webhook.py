@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from structlog.testing import capture_logs
 
-from app.eventlog import store as store_module
+from app.eventlog import reads as reads_module
+from app.eventlog import schema as schema_module
 from app.eventlog.ingest import parse_event_timestamp
 from app.settings import Settings
 from projections import discover
@@ -437,14 +438,14 @@ class TestStoreUnavailable:
     @pytest.fixture
     def full_disk(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Every log connection the app opens is capped at its current size, like a full disk."""
-        real_connect: Callable[..., sqlite3.Connection] = store_module.connect
+        real_connect: Callable[..., sqlite3.Connection] = schema_module.open_log
 
         def capped(*args: Any, **kwargs: Any) -> sqlite3.Connection:
             conn = real_connect(*args, **kwargs)
             conn.execute("PRAGMA max_page_count = 1")  # clamps to the current page count
             return conn
 
-        monkeypatch.setattr(store_module, "connect", capped)
+        monkeypatch.setattr(reads_module, "open_log", capped)
 
     @pytest.mark.usefixtures("full_disk")
     async def test_full_disk_is_503(self, client: Client, tmp_path: Path) -> None:

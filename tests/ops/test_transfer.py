@@ -12,8 +12,9 @@ import pytest
 
 import projections
 from app import cli
+from app.eventlog.rows import Delivery
 from app.eventlog.signature import parse_header, sign
-from app.eventlog.store import Delivery, EventStore
+from app.eventlog.store import EventStore
 from app.ops import transfer
 from app.projection.rebuild import rebuild
 from app.settings import Settings

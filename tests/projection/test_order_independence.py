@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.eventlog.store import Delivery, Outcome
+from app.eventlog.store import Outcome
 from tests.projections._helpers import T0, Dump, Harness, delivery, rebuilt, replayed
+
+if TYPE_CHECKING:
+    from app.eventlog.rows import Delivery
 
 Payload = dict[str, Any]
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
-    from app.eventlog.store import Delivery
+    from app.eventlog.rows import Delivery
     from projections import Change, Event
 
 # SPEC section 5, column for column and in order: (columns, primary key).

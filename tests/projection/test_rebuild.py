@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import projections
 import projections.customers
 import projections.orders
-from app.eventlog.store import Delivery, EventStore
+from app.eventlog.store import EventStore
 from app.projection import rebuild as rebuild_module
 from app.projection.projector import Projector, connect
 from app.projection.rebuild import RebuildError, check, exclusive, rebuild, select
@@ -29,6 +29,7 @@ from tests.projections._helpers import T0, delivery, dump_tables, sample
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
+    from app.eventlog.rows import Delivery
     from projections import Change, Event
 
 ROOT = Path(__file__).resolve().parents[2]

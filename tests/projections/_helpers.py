@@ -7,7 +7,8 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import projections
-from app.eventlog.store import AppendResult, Delivery, EventStore
+from app.eventlog.rows import Delivery
+from app.eventlog.store import AppendResult, EventStore
 from app.instants import format_instant
 from app.projection.projector import Projector, connect
 

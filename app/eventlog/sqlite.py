@@ -1,0 +1,52 @@
+"""How this product opens SQLite and runs a write transaction: one helper each.
+
+Both files (the log and the projections) are WAL databases with explicit transactions
+(`isolation_level=None`): every write transaction is a `BEGIN IMMEDIATE`, which takes
+the write lock up front, so a transaction never fails halfway on a lock it could not
+upgrade.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+
+def connect(path: Path | str, *, synchronous: str, timeout_seconds: float) -> sqlite3.Connection:
+    """A connection in WAL mode with explicit transactions and the given durability.
+
+    `timeout_seconds` is how long a statement waits for another process's write lock.
+    """
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=timeout_seconds
+    )
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    return conn
+
+
+@contextlib.contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """`BEGIN IMMEDIATE` ... `COMMIT`, rolled back if anything in the block raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        rollback_if_open(conn)
+        raise
+
+
+def rollback_if_open(conn: sqlite3.Connection) -> None:
+    """Abandon the open transaction, unless SQLite already did.
+
+    SQLite rolls back by itself on some errors (SQLITE_FULL, SQLITE_IOERR); a second
+    ROLLBACK would fail with "no transaction is active" and hide the real cause.
+    """
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
