@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
-from app.eventlog import store as store_module
+from app.eventlog import reads as reads_module
+from app.eventlog import schema as schema_module
 from app.settings import Settings
 from tests.conftest import SECRET, event_rows, signed_headers
 
@@ -79,14 +80,14 @@ class PageLimit:
     def __init__(self, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         self.data_dir = data_dir
         self._connections: list[sqlite3.Connection] = []
-        real_connect: Callable[..., sqlite3.Connection] = store_module.connect
+        real_connect: Callable[..., sqlite3.Connection] = schema_module.open_log
 
         def remembered(*args: Any, **kwargs: Any) -> sqlite3.Connection:
             conn = real_connect(*args, **kwargs)
             self._connections.append(conn)
             return conn
 
-        monkeypatch.setattr(store_module, "connect", remembered)
+        monkeypatch.setattr(reads_module, "open_log", remembered)
 
     def _limit(self, pages: int) -> None:
         for conn in self._connections:
