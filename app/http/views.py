@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 import msgspec
 import structlog
 from aiohttp import hdrs, web
-from aiohttp.web_protocol import RequestPayloadError
 
 from app.eventlog.ingest import DeliveryHeaders, RejectedError
 from app.eventlog.store import Outcome, StoreUnavailableError
@@ -127,7 +126,7 @@ async def _read_body(request: web.Request, limit: int, seconds: float) -> bytes:
         raise RejectedError(
             408, "body_timeout", f"the body did not arrive within {seconds:g} s of the headers"
         ) from None
-    except RequestPayloadError:
+    except web.RequestPayloadError:
         # A chunked or compressed body that does not decode as it claims to.
         raise RejectedError(
             400, "malformed_body", "the body is not valid in its transfer or content encoding"
