@@ -7,15 +7,16 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from app.commands import export, import_, rebuild, send_samples, serve, status
+from app.commands import export, forget, import_, rebuild, send_samples, serve, status
 from app.commands.common import ENVIRONMENT_HELP, Command
+from app.eventlog.private_files import PRIVATE_UMASK
 from app.projection.rebuild import RebuildError
 from app.settings import SettingsError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-COMMANDS: tuple[Command, ...] = (serve, status, rebuild, export, import_, send_samples)
+COMMANDS: tuple[Command, ...] = (serve, status, rebuild, export, import_, send_samples, forget)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,8 +38,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     args = build_parser().parse_args(argv)
     environ = os.environ if environ is None else environ
     handlers = {command.NAME: command.run for command in COMMANDS}
+    # Whatever a command writes (the databases, their side files, an export, state files
+    # yet to come) is private to this user, whatever umask the caller runs with (SPEC §4).
+    umask = os.umask(PRIVATE_UMASK)
     try:
         return handlers[args.command](args, environ)
     except (SettingsError, RebuildError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        os.umask(umask)  # for callers that run commands in their own process, as tests do

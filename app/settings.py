@@ -9,6 +9,8 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from app.eventlog import private_files
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -34,6 +36,8 @@ class Settings:
     body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS
     host: str = "127.0.0.1"
     port: int = 8080
+    # Accept a data directory (and files) that its group may read: `--allow-shared-data-dir`.
+    allow_shared_data_dir: bool = False
 
     def __repr__(self) -> str:
         # Secrets never reach a log line, even through a repr.
@@ -65,6 +69,28 @@ class Settings:
                 "or BITBYBIT_DATA_DIR"
             )
 
+    def require_private_data_dir(self) -> None:
+        """Refuse to work in a data directory that other users can read or write.
+
+        Every command that writes the data directory calls this first (SPEC §4): the
+        files hold personal data, and the message says which `chmod` fixes each path.
+        """
+        found = private_files.exposures(self.data_dir, shared=self.allow_shared_data_dir)
+        if not found:
+            return
+        allowed = (
+            "with --allow-shared-data-dir its group may read, never write, and others nothing"
+            if self.allow_shared_data_dir
+            else "0700 for directories and 0600 for files"
+        )
+        message = f"{self.data_dir} holds personal data, so it must be private ({allowed}): "
+        message += "; ".join(exposure.describe() for exposure in found)
+        if len(found) > 1:
+            message += ". All at once: " + " && ".join(exposure.fix for exposure in found)
+        if not self.allow_shared_data_dir and all(exposure.shared_only for exposure in found):
+            message += "; or, if its group must read it, --allow-shared-data-dir"
+        raise SettingsError(message)
+
     def require_secret(self) -> None:
         """Refuse to run an endpoint that could not verify anything."""
         if not self.secrets:
@@ -82,6 +108,7 @@ class Settings:
         data_dir: str | None = None,
         host: str | None = None,
         port: int | None = None,
+        allow_shared_data_dir: bool = False,
     ) -> Settings:
         """Build settings from an environment mapping, overridden by any flag given."""
         return cls(
@@ -96,6 +123,8 @@ class Settings:
             ),
             host=host or "127.0.0.1",
             port=8080 if port is None else port,
+            allow_shared_data_dir=allow_shared_data_dir
+            or _read_flag(environ, "BITBYBIT_ALLOW_SHARED_DATA_DIR"),
         )
 
 
@@ -103,6 +132,7 @@ def _read_secrets(environ: Mapping[str, str]) -> tuple[bytes, ...]:
     raw = environ.get("BITBYBIT_WEBHOOK_SECRET", "")
     secret_file = environ.get("BITBYBIT_WEBHOOK_SECRET_FILE", "")
     if secret_file:
+        require_private_secret_file(Path(secret_file), "BITBYBIT_WEBHOOK_SECRET_FILE")
         try:
             raw = ",".join([raw, Path(secret_file).read_text(encoding="utf-8")])
         except OSError as exc:
@@ -112,6 +142,35 @@ def _read_secrets(environ: Mapping[str, str]) -> tuple[bytes, ...]:
             ) from exc
     parts = (part.strip() for part in raw.replace("\n", ",").split(","))
     return tuple(dict.fromkeys(part.encode() for part in parts if part))
+
+
+def require_private_secret_file(path: Path, variable: str) -> None:
+    """Refuse to read a secret from a file that anyone but its owner can reach, as ssh does.
+
+    `variable` is the setting that names the file, for the message. A missing file is
+    left to the reader, which says it cannot be read.
+    """
+    try:
+        exposure = private_files.secret_file_exposure(path)
+    except FileNotFoundError:
+        return
+    if exposure is not None:
+        raise SettingsError(
+            f"{variable} names a secret file that other users can reach: {exposure.describe()}"
+        )
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
+
+
+def _read_flag(environ: Mapping[str, str], name: str) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise SettingsError(f"{name} must be 1 or 0 (true or false), not {raw!r}")
 
 
 def _read_int(environ: Mapping[str, str], name: str, default: int) -> int:

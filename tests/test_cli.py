@@ -8,7 +8,7 @@ import pytest
 
 from app.cli import build_parser
 
-COMMANDS = ("serve", "status", "rebuild", "export", "import", "send-test")
+COMMANDS = ("serve", "status", "rebuild", "export", "import", "send-test", "forget")
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -30,6 +30,7 @@ class TestSecrets:
         """A secret file, one secret a line or comma-separated, adds to the variable."""
         path = tmp_path / "secret"
         path.write_text("from-file\nsecond,third\n", encoding="utf-8")
+        path.chmod(0o600)  # a secret file others can read is refused
         settings = Settings.from_env(
             {"BITBYBIT_WEBHOOK_SECRET": "from-env", "BITBYBIT_WEBHOOK_SECRET_FILE": str(path)}
         )
@@ -167,7 +168,12 @@ def test_status_counts_events_no_projection_reads(
         (tmp_path / "projections.db").touch()
     assert cli.main(["status", "--json", "--data-dir", str(tmp_path)], environ={}) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["log"] == {"events": 2, "head": 2, "unknown_type_events": 1}
+    assert report["log"] == {
+        "events": 2,
+        "head": 2,
+        "unknown_type_events": 1,
+        "forget_records": 0,
+    }
     # Reading only: no projections.db is made, and every projection is still to be filled.
     assert (tmp_path / "projections.db").exists() == (projections_db == "empty file")
     assert {(p["position"], p["lag"], p["stale"]) for p in report["projections"]} == {(0, 2, False)}

@@ -32,6 +32,8 @@ environment:
   BITBYBIT_WEBHOOK_SECRET       signing secret(s), comma-separated for rotation
   BITBYBIT_WEBHOOK_SECRET_FILE  a file holding the same
   BITBYBIT_DATA_DIR             data directory (default {_DEFAULTS.data_dir}); --data-dir wins
+  BITBYBIT_ALLOW_SHARED_DATA_DIR  1 to accept a data directory its group can read \
+(default 0)
   BITBYBIT_TOLERANCE_SECONDS    how far a signature's t may be from now (default \
 {_DEFAULTS.tolerance_seconds})
   BITBYBIT_MAX_BODY_BYTES       largest accepted body (default {_DEFAULTS.max_body_bytes})
@@ -57,12 +59,22 @@ def add_command(
         help="where events.db and projections.db live "
         f"(env BITBYBIT_DATA_DIR, default {_DEFAULTS.data_dir})",
     )
+    parser.add_argument(
+        "--allow-shared-data-dir",
+        action="store_true",
+        help="commands that write the data directory refuse one other users can reach; "
+        "this accepts one its group can read (0750, files 0640) for backup agents and "
+        "containers, never one others can read or its group can write "
+        "(env BITBYBIT_ALLOW_SHARED_DATA_DIR=1, default off: 0700 and 0600 only)",
+    )
     return parser
 
 
 def settings_for(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
-    """Settings from the environment, with this command's `--data-dir` winning."""
-    return Settings.from_env(environ, data_dir=args.data_dir)
+    """Settings from the environment, with this command's `--data-dir` (and flags) winning."""
+    return Settings.from_env(
+        environ, data_dir=args.data_dir, allow_shared_data_dir=args.allow_shared_data_dir
+    )
 
 
 def positive_int(text: str) -> int:

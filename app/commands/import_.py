@@ -45,6 +45,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from app.ops import transfer  # noqa: PLC0415
 
     settings = settings_for(args, environ)
+    settings.require_private_data_dir()
     if args.verify:
         settings.require_secret()
     try:

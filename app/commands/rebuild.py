@@ -50,6 +50,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
     settings = settings_for(args, environ)
     settings.require_event_log()
+    settings.require_private_data_dir()
     configure_logging()
     selected = rebuild.select(discover(), args.projection)
     if args.check:

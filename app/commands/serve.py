@@ -38,8 +38,15 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from app.http.server import serve_forever  # noqa: PLC0415 - only serve needs the web stack
     from app.logging_setup import configure_logging  # noqa: PLC0415
 
-    settings = Settings.from_env(environ, data_dir=args.data_dir, host=args.host, port=args.port)
+    settings = Settings.from_env(
+        environ,
+        data_dir=args.data_dir,
+        host=args.host,
+        port=args.port,
+        allow_shared_data_dir=args.allow_shared_data_dir,
+    )
     settings.require_secret()
+    settings.require_private_data_dir()
     configure_logging(batched=True)
     # Each delivery allocates hundreds of short-lived objects, none in a reference
     # cycle: with the default thresholds the cyclic collector ran many times a second,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Self
 
+import msgspec
+
+from app.eventlog import redaction
 from app.eventlog.rows import EVENT_COLUMN_LIST, StoredEvent
 from app.eventlog.schema import open_log
 
@@ -82,6 +85,47 @@ class LogReader:
             (key_path, until, *types),
         )
         return ((row[0], StoredEvent(*row[1:])) for row in rows)
+
+    def events_of(
+        self,
+        event_types: Iterable[str],
+        key_path: str,
+        keys: Iterable[str],
+        *,
+        after: int = 0,
+        until: int | None = None,
+    ) -> list[StoredEvent]:
+        """The events of `event_types` whose key (the value at `key_path`) is one of `keys`.
+
+        In position order, after `after` and at most `until`: every event of a few entities.
+        """
+        text = "CAST(payload AS TEXT)"
+        rows = self._conn.execute(
+            f"SELECT {EVENT_COLUMN_LIST} FROM events WHERE position > ? AND position <= ? "
+            "AND event_type IN (SELECT value FROM json_each(?)) "
+            f"AND json_valid({text}) "
+            f"AND json_extract({text}, ?) IN (SELECT value FROM json_each(?)) ORDER BY position",
+            (
+                after,
+                self.head() if until is None else until,
+                msgspec.json.encode(sorted(event_types)).decode(),
+                key_path,
+                msgspec.json.encode(sorted(keys)).decode(),
+            ),
+        )
+        return [StoredEvent(*row) for row in rows]
+
+    def forgotten_entities(self, after_row: int = 0) -> list[tuple[int, str, str]]:
+        """(rowid, kind, key) of the entities a forget named, added after `after_row`."""
+        return redaction.forgotten_entities(self._conn, after_row)
+
+    def redacted_positions(self) -> set[int]:
+        """The positions of the rows `forget` redacted."""
+        return redaction.redacted_positions(self._conn)
+
+    def mark_redacted(self, webhook_ids: Iterable[str]) -> int:
+        """Name the rows of `webhook_ids` in `redactions` (they came redacted); how many."""
+        return redaction.mark_imported(self._conn, webhook_ids)
 
     def iter_all(self, batch_size: int = 5000) -> Iterator[StoredEvent]:
         """Every event in position order, read in batches so memory stays flat."""

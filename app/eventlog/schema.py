@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from app.eventlog import signature_memory
+from app.eventlog import redaction, signature_memory
+from app.eventlog.private_files import make_private_dir
 from app.eventlog.sqlite import connect, write_transaction
 
 if TYPE_CHECKING:
@@ -26,8 +27,8 @@ CREATE TABLE IF NOT EXISTS events (
     signature TEXT NOT NULL,
     payload BLOB NOT NULL
 ) STRICT;
-CREATE TRIGGER IF NOT EXISTS events_refuse_update BEFORE UPDATE ON events
-BEGIN SELECT RAISE(ABORT, 'the event log is append-only: events cannot be updated'); END;
+-- UPDATE is refused by the trigger of `app.eventlog.redaction`, which lets only a
+-- recorded redaction of a payload through.
 CREATE TRIGGER IF NOT EXISTS events_refuse_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'the event log is append-only: events cannot be deleted'); END;
 
@@ -64,10 +65,11 @@ def open_log(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
     `synchronous=FULL` makes every commit reach the disk before it returns: the endpoint
     answers 200 only after that.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     conn = connect(path, synchronous=synchronous, timeout_seconds=BUSY_TIMEOUT_MS / 1000)
     conn.executescript(DDL)
     conn.executescript(signature_memory.DDL)
+    redaction.install(conn)
     _move_digests_of_earlier_releases(conn)
     return conn
 

@@ -9,19 +9,28 @@ upgrade.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from app.eventlog.private_files import create_private_file
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
 
 def connect(path: Path | str, *, synchronous: str, timeout_seconds: float) -> sqlite3.Connection:
     """A connection in WAL mode with explicit transactions and the given durability.
 
     `timeout_seconds` is how long a statement waits for another process's write lock.
+    A file that does not exist yet is created 0600 first, and SQLite gives its `-wal` and
+    `-shm` files that mode too: the databases hold personal data.
     """
+    if os.fspath(path) != ":memory:":
+        # It exists already, or SQLite says in its own words why it cannot be opened.
+        with contextlib.suppress(OSError):
+            create_private_file(Path(path))
     conn = sqlite3.connect(
         path, isolation_level=None, check_same_thread=False, timeout=timeout_seconds
     )

@@ -10,11 +10,13 @@ from aiohttp import web
 
 from app.eventlog.group_commit import GroupCommitWriter
 from app.eventlog.ingest import Ingest
+from app.eventlog.private_files import make_private_dir
 from app.eventlog.signature import Verifier
 from app.eventlog.store import EventStore
 from app.http import views
 from app.http.keys import INGEST, METRICS, PROJECTOR, SETTINGS
 from app.metrics import Metrics
+from app.ops.forget_sweep import sweeping
 from app.projection.supervisor import ProjectorSupervisor
 from projections import discover
 
@@ -46,6 +48,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_supervisor_ctx)
     app.cleanup_ctx.append(_event_log_ctx)
+    app.cleanup_ctx.append(_forget_sweep_ctx)
     expect = views.expect_continue
     app.router.add_post("/webhooks", views.receive_webhook, expect_handler=expect)
     app.router.add_route("*", "/webhooks", views.method_not_allowed("POST"), expect_handler=expect)
@@ -63,7 +66,7 @@ def create_app(settings: Settings) -> web.Application:
 
 async def _supervisor_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(settings.data_dir)
     # Creating the log first means the projector always finds its tables.
     EventStore.open(settings.events_path).close()
     live = ProjectorSupervisor(settings, app[METRICS], discover())
@@ -89,4 +92,10 @@ async def _event_log_ctx(app: web.Application) -> AsyncIterator[None]:
             max_body_bytes=settings.max_body_bytes,
             started_at=time.time(),
         )
+        yield
+
+
+async def _forget_sweep_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Later deliveries about a forgotten person are redacted in the log within the hour."""
+    async with sweeping(app[SETTINGS], discover()):
         yield

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from app.eventlog import private_files, redaction
 from app.eventlog.reads import LogReader
 from app.projection import projector
 from projections import discover
@@ -19,13 +20,14 @@ if TYPE_CHECKING:
 
 
 def collect(settings: Settings) -> dict[str, object]:
-    """The SPEC's status object: `{"log": {...}, "projections": [...]}`.
+    """The SPEC's status object: `{"log": {...}, "projections": [...]}`, and `"files"`.
 
     Reads only: both files are opened read-only, and a projections.db that `serve` has
     not made yet (missing, or not yet holding its bookkeeping) is reported as projections
     at position 0, not created.
     """
-    store = LogReader(_read_only(settings.events_path))
+    log_conn = _read_only(settings.events_path)
+    store = LogReader(log_conn)
     conn = _projections_or_empty(settings.projections_path)
     try:
         runner = projector.Projector(conn, store, discover())
@@ -38,12 +40,46 @@ def collect(settings: Settings) -> dict[str, object]:
                 "unknown_type_events": store.count_other_types(
                     t for p in runner.projections for t in p.EVENT_TYPES
                 ),
+                "forget_records": _forget_records(log_conn),
             },
             "projections": [dataclasses.asdict(s) for s in statuses],
+            "files": files(settings),
         }
     finally:
         conn.close()
         store.close()
+
+
+def _forget_records(conn: sqlite3.Connection) -> int:
+    """How many forgets (and sweeps) were recorded; 0 for a log no release with forget opened."""
+    try:
+        return redaction.count_records(conn)
+    except sqlite3.OperationalError:
+        return 0
+
+
+def files(settings: Settings) -> dict[str, object]:
+    """The data directory's permissions, and a warning for each path wider than private.
+
+    Warned about even when `--allow-shared-data-dir` accepts it (then marked `accepted`):
+    status is where an operator sees who else can read the customers' data.
+    """
+    exposures = private_files.exposures(settings.data_dir)
+    modes = private_files.file_modes(settings.data_dir)
+    return {
+        "data_dir": str(settings.data_dir),
+        "modes": {name: f"{mode:04o}" for name, mode in modes.items()},
+        "private": not exposures,
+        "warnings": [
+            {
+                "path": str(exposure.path),
+                "mode": f"{exposure.mode:04o}",
+                "fix": exposure.fix,
+                "accepted": settings.allow_shared_data_dir and exposure.shared_only,
+            }
+            for exposure in exposures
+        ],
+    }
 
 
 def _read_only(path: Path) -> sqlite3.Connection:
@@ -68,7 +104,8 @@ def print_status(settings: Settings, *, as_json: bool) -> int:
     log: dict[str, Any] = report["log"]  # type: ignore[assignment]
     print(
         f"log: {log['events']} events, head at position {log['head']}, "
-        f"{log['unknown_type_events']} of an event type no projection reads"
+        f"{log['unknown_type_events']} of an event type no projection reads, "
+        f"{log['forget_records']} forget records"
     )
     print(f"{'projection':<12} {'version':>7} {'position':>9} {'lag':>7} {'errors':>6}  state")
     projections: list[dict[str, Any]] = report["projections"]  # type: ignore[assignment]
@@ -78,4 +115,18 @@ def print_status(settings: Settings, *, as_json: bool) -> int:
             f"{p['name']:<12} {p['version']:>7} {p['position']:>9} {p['lag']:>7} "
             f"{p['errors']:>6}  {state}"
         )
+    _print_files(report["files"])  # type: ignore[arg-type]
     return 0
+
+
+def _print_files(files: dict[str, Any]) -> None:
+    modes: dict[str, str] = files["modes"]
+    entries = len(modes) - 1
+    verdict = "private" if files["private"] else "NOT private"
+    print(f"files: {files['data_dir']} {modes['.']}, {entries} entries in it, {verdict}")
+    for warning in files["warnings"]:
+        accepted = " (accepted by --allow-shared-data-dir)" if warning["accepted"] else ""
+        print(
+            f"warning: {warning['path']} is {warning['mode']}, wider than 0700/0600: "
+            f"run `{warning['fix']}`{accepted}"
+        )

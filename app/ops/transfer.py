@@ -39,6 +39,7 @@ from typing import IO, TYPE_CHECKING, Literal
 import msgspec
 
 from app.eventlog.ingest import MAX_HEADER_LENGTH, identifier_problem
+from app.eventlog.private_files import open_private
 from app.eventlog.reads import LogReader
 from app.eventlog.rows import Delivery
 from app.eventlog.signature import SignatureError, Verifier, parse_header
@@ -56,8 +57,12 @@ class TransferError(Exception):
     """An export or import cannot go ahead; the message says where and why."""
 
 
-class ExportedDelivery(msgspec.Struct):
-    """One line of an export file; unknown keys are ignored, so later exports still import."""
+class ExportedDelivery(msgspec.Struct, omit_defaults=True):
+    """One line of an export file; unknown keys are ignored, so later exports still import.
+
+    `redacted` (written only when true) marks a row `forget` rewrote: its signature no
+    longer matches its body, by design, and `import --verify` reports it as redacted.
+    """
 
     position: int
     webhook_id: str
@@ -68,13 +73,14 @@ class ExportedDelivery(msgspec.Struct):
     signature: str
     payload: str
     payload_encoding: Literal["utf-8", "base64"]
+    redacted: bool = False
 
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(ExportedDelivery)
 
 
-def to_line(event: StoredEvent) -> ExportedDelivery:
+def to_line(event: StoredEvent, *, redacted: bool = False) -> ExportedDelivery:
     """One logged event as a line of the export format."""
     try:
         payload = event.payload.decode("utf-8")
@@ -92,6 +98,7 @@ def to_line(event: StoredEvent) -> ExportedDelivery:
         signature=event.signature,
         payload=payload,
         payload_encoding=encoding,
+        redacted=redacted,
     )
 
 
@@ -99,8 +106,9 @@ def export_log(store: LogReader, out: IO[bytes]) -> int:
     """Write every event of the log to `out` as JSON Lines; return how many."""
     buffer = bytearray()
     written = 0
+    redacted = store.redacted_positions()
     for event in store.iter_all():
-        _encoder.encode_into(to_line(event), buffer, -1)
+        _encoder.encode_into(to_line(event, redacted=event.position in redacted), buffer, -1)
         buffer.extend(b"\n")
         written += 1
         # Write in chunks of about 1 MiB: few system calls, flat memory.
@@ -113,7 +121,11 @@ def export_log(store: LogReader, out: IO[bytes]) -> int:
 
 
 def export_to(events_path: Path, target: str | None) -> int:
-    """Export the log at `events_path` to the file `target` (stdout for None or '-')."""
+    """Export the log at `events_path` to the file `target` (stdout for None or '-').
+
+    The file is 0600, as private as the log it copies; a file it replaces was renamed
+    over, so it does not keep that file's mode.
+    """
     if not events_path.exists():
         raise TransferError(f"there is no event log at {events_path}")
     store = LogReader.open(events_path)
@@ -124,7 +136,7 @@ def export_to(events_path: Path, target: str | None) -> int:
         # leaves a truncated file under the name of a good one.
         final = Path(target)
         partial = final.with_name(final.name + ".partial")
-        with partial.open("wb") as out:
+        with open_private(partial) as out:  # the log's personal data: 0600
             written = export_log(store, out)
             os.fsync(out.fileno())
         partial.replace(final)
@@ -191,7 +203,8 @@ def _digests(item: ExportedDelivery, payload: bytes, verifier: Verifier | None) 
         raise TransferError(f"signature: {exc.detail}") from None
     if parsed.timestamp != item.signed_at:
         raise TransferError("signed_at is not the signature's t")
-    if verifier is None:
+    if verifier is None or item.redacted:
+        # A redacted body cannot match its signature any more: the export says why.
         return parsed.digests
     try:
         # Checked at the moment it was signed: old deliveries are old, only the digest
@@ -217,6 +230,7 @@ class ImportReport:
     added: int = 0
     present: int = 0
     conflicting: int = 0
+    redacted: int = 0
     refused: list[tuple[int, str]] = dataclasses.field(default_factory=list)
 
 
@@ -245,15 +259,19 @@ def import_file(
     verifier = None if secrets is None else Verifier(tuple(secrets), tolerance_seconds=0)
     report = ImportReport(lines=validate(path, verifier))
     store = EventStore.open(events_path)
+    redacted_ids: list[str] = []
     try:
         batch: list[tuple[int, Delivery]] = []
         for number, line in _numbered_lines(path):
             batch.append((number, parse_line(line, number, verifier)))
+            if _decoder.decode(line).redacted:
+                redacted_ids.append(batch[-1][1].webhook_id)
             if len(batch) >= batch_size:
                 _append(store, batch, report)
                 batch = []
         if batch:
             _append(store, batch, report)
+        report.redacted = store.mark_redacted(redacted_ids)
     finally:
         store.close()
     return report

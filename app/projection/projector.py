@@ -17,6 +17,7 @@ import msgspec
 import structlog
 
 from app.eventlog import sqlite
+from app.eventlog.screen import Screen
 from projections import write_changes
 
 if TYPE_CHECKING:
@@ -120,6 +121,8 @@ class Projector:
         self.store = store
         self.projections = list(projections)
         self.stats = {p.NAME: Applied() for p in self.projections}
+        # Deliveries about a forgotten person are projected without their personal values.
+        self._screen = Screen(store)
 
     def install_all(self) -> None:
         """Create what is missing; report (and leave alone) what is stale."""
@@ -137,7 +140,7 @@ class Projector:
             if not checkpoints:
                 return 0
             start = min(checkpoints.values())
-            events = self.store.read(start, batch_size, until=until)
+            events = self._screen.screen(self.store.read(start, batch_size, until=until))
             for projection in self.projections:
                 position = checkpoints.get(projection.NAME)
                 if position is None:
@@ -159,6 +162,7 @@ class Projector:
         self, projection: Projection, events: Sequence[StoredEvent], fresh: Fresh | None = None
     ) -> None:
         """Apply `events` to one projection in one transaction, leaving its checkpoint."""
+        events = self._screen.screen(events)
         with sqlite.write_transaction(self.conn):
             rows = apply_events(self.conn, projection, events, fresh)
         self.stats[projection.NAME].events += len(events)

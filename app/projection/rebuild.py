@@ -29,6 +29,7 @@ from typing import IO, TYPE_CHECKING
 import msgspec
 import structlog
 
+from app.eventlog.private_files import make_private_dir, open_private
 from app.eventlog.reads import LogReader
 from app.eventlog.sqlite import rollback_if_open
 from app.projection import projector as projector_module
@@ -80,8 +81,8 @@ def select(projections: Sequence[Projection], names: Sequence[str]) -> list[Proj
 @contextlib.contextmanager
 def exclusive(data_dir: Path) -> Iterator[None]:
     """Hold the data directory's rebuild lock; a second rebuild refuses at once."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with (data_dir / "rebuild.lock").open("w") as lock:
+    make_private_dir(data_dir)
+    with open_private(data_dir / "rebuild.lock") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

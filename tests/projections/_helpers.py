@@ -7,6 +7,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import projections
+from app.eventlog.private_files import make_private_dir
 from app.eventlog.rows import Delivery
 from app.eventlog.store import AppendResult, EventStore
 from app.instants import format_instant
@@ -76,7 +77,8 @@ class Harness:
         store: EventStore | None = None,
         synchronous: str = "NORMAL",
     ) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+        # As the product makes it: private, so commands run on it later accept it.
+        make_private_dir(directory)
         self.directory = directory
         self.owns_store = store is None
         self.store = store or EventStore.open(directory / "events.db", synchronous=synchronous)

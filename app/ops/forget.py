@@ -1,0 +1,399 @@
+"""`forget`: erase a person's personal values from the log, the tables and the files.
+
+Finding: their customer events and snapshots (by id); every event of each order whose
+`customer.id` is theirs (an `order.updated` without the customer is still their order);
+every event of each message from or to one of their phone numbers (every `phoneNumber`
+and address `phone` of their customer and order events, plus `--phone`, compared as
+`personal.normalise_phone` writes them). The same search over the conflicting
+duplicates kept aside.
+
+Erasing, in this order, holding the rebuild lock (so no rebuild copies the log meanwhile):
+1. in one transaction of `events.db`: a forget record, a `redactions` row per rewritten
+   event, the rewritten payloads and conflicting duplicates, and the entities to keep
+   forgotten (the search runs again inside it for events that arrived meanwhile);
+2. the entities are deleted from the projections and folded again from the redacted
+   log (`app.projection.refold`), so the tables equal a rebuild;
+3. both files are scrubbed (`app.eventlog.scrub`: VACUUM, WAL truncated) and leftover
+   rebuild scratch files removed.
+
+Deliveries arriving meanwhile wait for step 1 and for the VACUUM of `events.db` (the
+log's write lock); none fails unless that takes longer than the writer's busy timeout
+(30 s), which a log of about ten million events would need.
+
+The same function runs the sweep (`kind="sweep"`): it looks at the deliveries since the
+last sweep for every forgotten customer and redacts those about them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from sqlite3 import connect
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from app.eventlog import personal, redaction
+from app.eventlog.reads import LogReader
+from app.eventlog.schema import BUSY_TIMEOUT_MS, open_log
+from app.eventlog.scrub import ScrubError, scrub, secure
+from app.eventlog.sqlite import write_transaction
+from app.instants import format_instant
+from app.projection import projector
+from app.projection.rebuild import RebuildError, exclusive
+from app.projection.refold import StaleProjectionError, refold, stale
+
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Iterable, Iterator, Sequence
+
+    from app.settings import Settings
+    from projections import Projection
+
+_TEXT = "CAST(payload AS TEXT)"
+_KINDS = (
+    ("customer", personal.CUSTOMER_TYPES, personal.CUSTOMER_KEY),
+    ("order", personal.ORDER_TYPES, personal.ORDER_KEY),
+    ("message", personal.MESSAGE_TYPES, personal.MESSAGE_KEY),
+)
+
+
+class ForgetError(Exception):
+    """Forget cannot go ahead (or could not finish); the message says why and what to do."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FoundRow:
+    """One stored row about the person: where it is, what it is, and its redacted body."""
+
+    row: int  # the position in `events`, or the id in `conflicting_duplicates`
+    event_type: str
+    kind: str
+    key: str
+    redacted: bytes | None  # None: nothing personal left in it
+
+
+@dataclasses.dataclass(slots=True)
+class Plan:
+    """Everything stored about one person up to `head`."""
+
+    customer_id: str
+    head: int
+    events: list[FoundRow]
+    conflicts: list[FoundRow]
+
+    def counts(self) -> dict[str, int]:
+        """How many events of each type are about them (redacted now or before)."""
+        counts: dict[str, int] = {}
+        for found in self.events:
+            counts[found.event_type] = counts.get(found.event_type, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def to_redact(self) -> int:
+        """How many events still hold a personal value."""
+        return sum(found.redacted is not None for found in self.events)
+
+    def entities(self) -> set[tuple[str, str]]:
+        """The (kind, key) pairs whose later deliveries are redacted too."""
+        return {(f.kind, f.key) for f in self.events} | {("customer", self.customer_id)}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Report:
+    """What one forget (or sweep) did."""
+
+    plan: Plan
+    redacted: int
+    conflicts: int
+    refolded: int
+    seconds: float
+
+
+def find(
+    conn: sqlite3.Connection,
+    customer_id: str,
+    phones: Iterable[str] = (),
+    *,
+    after: int = 0,
+) -> Plan:
+    """Every row after `after` about `customer_id` and `phones` (and earlier forgets' ids)."""
+    conn.create_function("forget_phone", 1, personal.normalise_phone, deterministic=True)
+    head = int(conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0])
+    known = _earlier_entities(conn, customer_id)
+    orders = known["order"] | _keys(
+        conn, personal.ORDER_TYPES, personal.ORDER_KEY, f"json_extract({_TEXT}, ?) = ?",
+        (personal.ORDER_CUSTOMER_KEY, customer_id), after=after,
+    )  # fmt: skip
+    numbers = {n for phone in phones if (n := personal.normalise_phone(phone))}
+    for event_type, payload in _rows_about(conn, customer_id, orders, after):
+        numbers |= personal.phones_in(event_type, personal.decode(payload))
+    phone_of = f"forget_phone(json_extract({_TEXT}, ?)) IN (SELECT value FROM json_each(?))"
+    phone_list = _json(numbers)
+    messages = known["message"] | _keys(
+        conn, personal.MESSAGE_TYPES, personal.MESSAGE_KEY, f"{phone_of} OR {phone_of}",
+        ("$.from", phone_list, "$.to", phone_list), after=after,
+    )  # fmt: skip
+    where, params = _about(customer_id, orders, messages)
+    events = _found(conn, "position", "events", where, params, after=after)
+    # A duplicate kept aside is about them if its own body is, or the row it duplicates.
+    where += " OR logged_position IN (SELECT value FROM json_each(?))"
+    params.append(_json(str(f.row) for f in events))
+    conflicts = _found(conn, "id", "conflicting_duplicates", where, params, after=0)
+    return Plan(customer_id=customer_id, head=head, events=events, conflicts=conflicts)
+
+
+def _earlier_entities(conn: sqlite3.Connection, customer_id: str) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {"customer": set(), "order": set(), "message": set()}
+    if _has_table(conn, "forgotten_entities"):
+        for kind, key in redaction.entities_of(conn, customer_id):
+            found[kind].add(key)
+    return found
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    row = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone()
+    return row is not None
+
+
+def _json(values: Iterable[str]) -> str:
+    return msgspec.json.encode(sorted(values)).decode()
+
+
+def _keys(  # noqa: PLR0913 - one query's parts
+    conn: sqlite3.Connection,
+    types: frozenset[str],
+    key_path: str,
+    where: str,
+    params: Sequence[object],
+    *,
+    after: int,
+) -> set[str]:
+    """The entity keys of the events of `types` after `after` that `where` selects."""
+    marks = ",".join("?" * len(types))
+    rows = conn.execute(
+        f"SELECT DISTINCT json_extract({_TEXT}, ?) FROM events WHERE position > ? "
+        f"AND event_type IN ({marks}) AND json_valid({_TEXT}) AND ({where})",
+        (key_path, after, *sorted(types), *params),
+    )
+    return {key for (key,) in rows if isinstance(key, str)}
+
+
+def _about(customer_id: str, orders: set[str], messages: set[str]) -> tuple[str, list[object]]:
+    """A WHERE clause (and its parameters) selecting every event about the person."""
+    clauses = []
+    params: list[object] = []
+    for kind, types, key_path in _KINDS:
+        keys = {"customer": {customer_id}, "order": orders, "message": messages}[kind]
+        marks = ",".join("?" * len(types))
+        clauses.append(
+            f"(event_type IN ({marks}) AND json_valid({_TEXT}) "
+            f"AND json_extract({_TEXT}, ?) IN (SELECT value FROM json_each(?)))"
+        )
+        params.extend([*sorted(types), key_path, _json(keys)])
+    return " OR ".join(clauses), params
+
+
+def _rows_about(
+    conn: sqlite3.Connection, customer_id: str, orders: set[str], after: int
+) -> Iterator[tuple[str, bytes]]:
+    """The customer's own events and their orders' events: where their phones are."""
+    where, params = _about(customer_id, orders, set())
+    yield from conn.execute(
+        f"SELECT event_type, payload FROM events WHERE position > ? AND ({where})",
+        (after, *params),
+    )
+
+
+def _found(  # noqa: PLR0913 - one query's parts
+    conn: sqlite3.Connection,
+    row_column: str,
+    table: str,
+    where: str,
+    params: Sequence[object],
+    *,
+    after: int,
+) -> list[FoundRow]:
+    rows = conn.execute(
+        f"SELECT {row_column}, event_type, payload FROM {table} "
+        f"WHERE {row_column} > ? AND ({where}) ORDER BY {row_column}",
+        (after, *params),
+    )
+    found = []
+    for row, event_type, payload in rows:
+        kind, key_path = next((kind, path) for kind, types, path in _KINDS if event_type in types)
+        key = _key_of(personal.decode(payload), key_path)
+        found.append(FoundRow(row, event_type, kind, key, personal.redact(event_type, payload)))
+    return found
+
+
+def _key_of(body: object, key_path: str) -> str:
+    value = body.get(key_path.removeprefix("$.")) if isinstance(body, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+def plan(settings: Settings, customer_id: str, phones: Sequence[str]) -> Plan:
+    """What forgetting `customer_id` would change, read without writing a byte.
+
+    An id no customer or order event names is an error: a typo must not look like success.
+    """
+    settings.require_event_log()
+    conn = _read_only(settings)
+    try:
+        found = find(conn, customer_id, phones)
+    finally:
+        conn.close()
+    if not any(f.kind in {"customer", "order"} for f in found.events):
+        raise ForgetError(
+            f"no customer or order event in the log names customer {customer_id!r}; "
+            "nothing was changed (find the id with the SQL in the README)"
+        )
+    return found
+
+
+def _read_only(settings: Settings) -> sqlite3.Connection:
+    """A connection that only reads: not `open_log`, which would bring an old log up to date.
+
+    Not `mode=ro` either: a read-only connection cannot remove the `-wal` and `-shm`
+    files it opened when it closes, and they would be left behind.
+    """
+    return connect(settings.events_path, timeout=BUSY_TIMEOUT_MS / 1000)
+
+
+def forget(  # noqa: PLR0913 - what to forget, why, and how
+    settings: Settings,
+    projections: Sequence[Projection],
+    customer_id: str,
+    phones: Sequence[str] = (),
+    reason: str = "",
+    *,
+    kind: str = "forget",
+    after: int = 0,
+) -> Report:
+    """Redact everything about the person after `after`, in the log, tables and files."""
+    started = time.monotonic()
+    with _locked(settings):
+        _refuse_stale(settings, projections)
+        conn = secure(open_log(settings.events_path))
+        try:
+            with write_transaction(conn):
+                found = find(conn, customer_id, phones, after=after)
+                redacted = _record(conn, found, reason, kind)
+            # A sweep that found nothing new has nothing to re-fold or scrub.
+            refolded = 0
+            if redacted or kind == "forget":
+                refolded = _refold(settings, projections, found)
+                _scrub(settings, conn)
+        finally:
+            conn.close()
+    return Report(
+        plan=found,
+        redacted=redacted,
+        conflicts=sum(f.redacted is not None for f in found.conflicts),
+        refolded=refolded,
+        seconds=time.monotonic() - started,
+    )
+
+
+@contextlib.contextmanager
+def _locked(settings: Settings) -> Iterator[None]:
+    try:
+        with exclusive(settings.data_dir):
+            yield
+    except RebuildError:
+        raise ForgetError(
+            f"a rebuild is running on {settings.data_dir}: its scratch copies hold the "
+            "person's values; run forget again when it has finished"
+        ) from None
+
+
+def _refuse_stale(settings: Settings, projections: Sequence[Projection]) -> None:
+    if not settings.projections_path.exists():
+        return
+    conn = projector.connect(settings.projections_path)
+    try:
+        if names := stale(conn, projections):
+            raise ForgetError(
+                f"projections {', '.join(names)} are stale (built by another version): "
+                "run rebuild first, so that their tables can be redacted exactly"
+            )
+    finally:
+        conn.close()
+
+
+def _record(conn: sqlite3.Connection, found: Plan, reason: str, kind: str) -> int:
+    """Write the record, the redactions and the entities; return how many events changed."""
+    to_redact = [(f.row, f.redacted) for f in found.events if f.redacted is not None]
+    if kind == "sweep" and not to_redact:
+        return 0
+    at = format_instant(time.time())
+    forget_id = redaction.add_record(
+        conn,
+        at=at,
+        customer_id=found.customer_id,
+        kind=kind,
+        counts=found.counts(),
+        reason=reason,
+        head=found.head,
+    )
+    redaction.redact_rows(conn, forget_id, at, to_redact)
+    conn.executemany(
+        "UPDATE conflicting_duplicates SET payload = ? WHERE id = ?",
+        [(f.redacted, f.row) for f in found.conflicts if f.redacted is not None],
+    )
+    redaction.remember_entities(conn, forget_id, found.entities())
+    return len(to_redact)
+
+
+def _refold(settings: Settings, projections: Sequence[Projection], found: Plan) -> int:
+    if not settings.projections_path.exists():
+        return 0
+    store = LogReader.open(settings.events_path)
+    conn = secure(projector.connect(settings.projections_path))
+    try:
+        return refold(conn, store, projections, [(f.event_type, f.key) for f in found.events])
+    except StaleProjectionError as exc:
+        raise ForgetError(str(exc)) from None
+    finally:
+        conn.close()
+        store.close()
+
+
+def _scrub(settings: Settings, log: sqlite3.Connection) -> None:
+    """No byte left: both files rebuilt and their WALs emptied; scratch leftovers gone."""
+    try:
+        scrub(log, "events.db")
+        if settings.projections_path.exists():
+            conn = projector.connect(settings.projections_path)
+            try:
+                scrub(conn, "projections.db")
+            finally:
+                conn.close()
+    except ScrubError as exc:
+        raise ForgetError(str(exc)) from None
+    # Held under the rebuild lock: any scratch file is a killed rebuild's leftover.
+    for leftover in settings.data_dir.glob("rebuild-scratch*"):
+        leftover.unlink(missing_ok=True)
+
+
+def sweep(settings: Settings, projections: Sequence[Projection]) -> list[Report]:
+    """Redact the deliveries about every forgotten customer that arrived since the last sweep."""
+    conn = open_log(settings.events_path)
+    try:
+        customers = redaction.forgotten_customers(conn)
+        head = LogReader(conn).head()
+        starts = {c: redaction.swept_to(conn, c) for c in customers}
+    finally:
+        conn.close()
+    reports = [
+        forget(settings, projections, customer, kind="sweep", after=after)
+        for customer, after in starts.items()
+        if after < head
+    ]
+    conn = open_log(settings.events_path)
+    try:
+        with write_transaction(conn):
+            redaction.add_sweep(conn, format_instant(time.time()), head)
+    finally:
+        conn.close()
+    return [report for report in reports if report.redacted]

@@ -1,0 +1,268 @@
+"""`forget`: the byte scan, the tables, the triggers, staying forgotten, dry runs."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import TYPE_CHECKING
+
+import pytest
+
+from app import cli
+from app.eventlog.schema import open_log
+from app.ops import forget
+from app.projection.projector import Projector, connect
+from app.settings import Settings
+from projections import discover
+from tests.ops._people import ALICE, BOB, FORGOTTEN, KEPT, SHARED_NAME, customer, forms, populate
+from tests.projections._helpers import T0, Harness, dump_tables, iso
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.projections._helpers import Dump
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "data"
+    populate(directory)
+    return directory
+
+
+def _forget(data_dir: Path, *args: str) -> int:
+    return cli.main(["forget", "--data-dir", str(data_dir), *args], environ={})
+
+
+def _all_bytes(data_dir: Path) -> bytes:
+    return b"".join(path.read_bytes() for path in sorted(data_dir.rglob("*")) if path.is_file())
+
+
+def _files(data_dir: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(data_dir.rglob("*")) if p.is_file()}
+
+
+def _rebuilt(data_dir: Path, tmp_path: Path) -> Dump:
+    """The tables a projector makes from the log from nothing."""
+    log = open_log(data_dir / "events.db")
+    from app.eventlog.reads import LogReader  # noqa: PLC0415
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    conn = connect(tmp_path / "fresh.db")
+    runner = Projector(conn, LogReader(log), discover())
+    runner.install_all()
+    runner.catch_up()
+    try:
+        return dump_tables(conn, discover())
+    finally:
+        conn.close()
+        log.close()
+
+
+def _live(data_dir: Path) -> Dump:
+    conn = sqlite3.connect(data_dir / "projections.db")
+    try:
+        return dump_tables(conn, discover())
+    finally:
+        conn.close()
+
+
+def _rows(path: Path, query: str) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(query).fetchall()
+    finally:
+        conn.close()
+
+
+def test_no_byte_of_the_person_is_left_and_tables_equal_a_rebuild(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    before = _all_bytes(data_dir)
+    distinctive = [v for k, v in ALICE.items() if k != "later_email"]
+    assert all(any(form in before for form in forms(v)) for v in distinctive)
+
+    assert _forget(data_dir, "--customer", FORGOTTEN, "--yes", "--reason", "ticket 42") == 0
+
+    after = _all_bytes(data_dir)
+    left = [v for v in distinctive for form in forms(v) if form in after]
+    assert left == []
+    for value in [*BOB.values(), SHARED_NAME]:
+        assert any(form in after for form in forms(value)), value
+    assert _live(data_dir) == _rebuilt(data_dir, tmp_path)
+
+
+def test_orders_keep_totals_statuses_and_items_and_the_customer_row_stays(
+    data_dir: Path,
+) -> None:
+    projections = data_dir / "projections.db"
+    query = "SELECT id, status, total, financial_status, customer_id FROM orders ORDER BY id"
+    orders_before = _rows(projections, query)
+    items_before = _rows(projections, "SELECT * FROM order_line_items ORDER BY 1, 2")
+
+    assert _forget(data_dir, "--customer", FORGOTTEN, "--yes") == 0
+
+    assert _rows(projections, query) == orders_before
+    assert _rows(projections, "SELECT * FROM order_line_items ORDER BY 1, 2") == items_before
+    personal = "email, phone_number, first_name, last_name, image_url"
+    query = f"SELECT id, {personal}, tags FROM customers WHERE id = 'cust_alice'"
+    assert _rows(projections, query) == [(FORGOTTEN, None, None, None, None, None, '["vip"]')]
+    assert _rows(projections, "SELECT first_name, email FROM customers WHERE id = 'cust_bob'") == [
+        (SHARED_NAME, BOB["email"])
+    ]
+    shipping = "customer_email, shipping_address1, shipping_phone"
+    query = f"SELECT {shipping} FROM orders WHERE id = 'order_a1'"
+    assert _rows(projections, query) == [(None, None, None)]
+    assert _rows(
+        projections, "SELECT sender, body FROM messages WHERE message_id = 'msg_a_in'"
+    ) == [(None, None)]
+    assert _rows(
+        projections, "SELECT status, recipient FROM messages WHERE message_id = 'msg_a_out'"
+    ) == [("sent", None)]
+
+
+def test_the_forget_record_holds_counts_and_no_personal_value(data_dir: Path) -> None:
+    assert _forget(data_dir, "--customer", FORGOTTEN, "--yes", "--reason", "ticket 42") == 0
+
+    [(customer_id, kind, events, reason)] = _rows(
+        data_dir / "events.db", "SELECT customer_id, kind, events, reason FROM forget_records"
+    )
+    assert (customer_id, kind, reason) == (FORGOTTEN, "forget", "ticket 42")
+    assert json.loads(str(events)) == {
+        "customer.created": 1,
+        "customer.snapshot": 1,
+        "customer.updated": 1,
+        "message.received": 1,
+        "message.status.updated": 1,
+        "order.created": 1,
+        "order.snapshot": 1,
+        "order.updated": 1,
+    }
+    redacted = _rows(data_dir / "events.db", "SELECT COUNT(*) FROM redactions")
+    assert redacted == [(8,)]
+    # Snapshots are redacted like webhooks, and stay unsigned.
+    [(signature, payload)] = _rows(
+        data_dir / "events.db",
+        "SELECT signature, payload FROM events WHERE webhook_id = 'snap-cust-alice'",
+    )
+    body = json.loads(payload)  # type: ignore[arg-type]
+    assert signature == ""
+    assert body["addresses"][0] == {"id": body["addresses"][0]["id"]} | {
+        k: None for k in body["addresses"][0] if k != "id"
+    }
+    assert (body["id"], body["tags"], body["email"]) == (FORGOTTEN, ["vip"], None)
+
+
+def test_the_triggers_still_refuse_every_other_change(data_dir: Path) -> None:
+    assert _forget(data_dir, "--customer", FORGOTTEN, "--yes") == 0
+    conn = sqlite3.connect(data_dir / "events.db", isolation_level=None)
+    try:
+        redacted = conn.execute("SELECT MIN(position) FROM redactions").fetchone()[0]
+        other = conn.execute(
+            "SELECT MIN(position) FROM events WHERE position NOT IN "
+            "(SELECT position FROM redactions)"
+        ).fetchone()[0]
+        for statement, params in (
+            ("UPDATE events SET payload = CAST('{}' AS BLOB) WHERE position = ?", (other,)),
+            ("UPDATE events SET webhook_id = 'x' WHERE position = ?", (redacted,)),
+            ("UPDATE events SET signature = '' WHERE position = ?", (redacted,)),
+            (
+                "UPDATE events SET payload = CAST('not json' AS BLOB) WHERE position = ?",
+                (redacted,),
+            ),
+            ("DELETE FROM events WHERE position = ?", (redacted,)),
+            ("DELETE FROM events WHERE position = ?", (other,)),
+            ("DELETE FROM redactions WHERE position = ?", (redacted,)),
+            ("UPDATE forget_records SET reason = 'x'", ()),
+            ("DELETE FROM forgotten_entities", ()),
+        ):
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                conn.execute(statement, params)
+        conn.execute(
+            "UPDATE events SET payload = CAST('{}' AS BLOB) WHERE position = ?", (redacted,)
+        )
+    finally:
+        conn.close()
+
+
+def test_an_older_log_gets_the_narrow_trigger_in_place_of_the_blanket_one(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    conn = open_log(path)
+    conn.execute("DROP TRIGGER events_refuse_update_unless_redacted")
+    conn.execute(
+        "CREATE TRIGGER events_refuse_update BEFORE UPDATE ON events "
+        "BEGIN SELECT RAISE(ABORT, 'old: events cannot be updated'); END"
+    )
+    conn.close()
+
+    open_log(path).close()
+
+    query = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'events'"
+    triggers = {name for (name,) in _rows(path, query)}
+    assert triggers == {"events_refuse_update_unless_redacted", "events_refuse_delete"}
+
+
+def test_a_later_update_is_never_shown_and_the_sweep_redacts_it(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    assert _forget(data_dir, "--customer", FORGOTTEN, "--yes") == 0
+    later = customer(FORGOTTEN, ALICE | {"email": ALICE["later_email"]})
+    h = Harness(data_dir)
+    try:
+        h.send(
+            "customer.updated",
+            later | {"updatedAt": iso(T0 + 999)},
+            webhook_id="wh-alice-later",
+            timestamp=T0 + 999,
+        )
+    finally:
+        h.close()
+    projections = data_dir / "projections.db"
+    assert _rows(
+        projections, "SELECT email, updated_at FROM customers WHERE id = 'cust_alice'"
+    ) == [(None, iso(T0 + 999))]
+    assert _live(data_dir) == _rebuilt(data_dir, tmp_path / "a")
+
+    reports = forget.sweep(Settings(data_dir=data_dir), discover())
+
+    assert [r.redacted for r in reports] == [1]
+    assert not any(form in _all_bytes(data_dir) for form in forms(ALICE["later_email"]))
+    assert _rows(data_dir / "events.db", "SELECT kind FROM forget_records ORDER BY id") == [
+        ("forget",),
+        ("sweep",),
+    ]
+    assert _live(data_dir) == _rebuilt(data_dir, tmp_path / "b")
+    assert forget.sweep(Settings(data_dir=data_dir), discover()) == []
+
+
+def test_dry_run_and_unknown_ids_change_no_byte(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = _files(data_dir)
+
+    assert _forget(data_dir, "--customer", FORGOTTEN, "--dry-run") == 0
+    assert "order.snapshot" in capsys.readouterr().out
+    assert _forget(data_dir, "--customer", "cust_nobody", "--yes") == 2
+    assert "cust_nobody" in capsys.readouterr().err
+    # Not on a terminal (pytest's stdin): --yes is required.
+    assert _forget(data_dir, "--customer", FORGOTTEN) == 2
+
+    assert _files(data_dir) == files
+
+
+def test_status_counts_forget_records(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _forget(data_dir, "--customer", FORGOTTEN, "--yes") == 0
+    capsys.readouterr()
+
+    assert cli.main(["status", "--json", "--data-dir", str(data_dir)], environ={}) == 0
+
+    assert json.loads(capsys.readouterr().out)["log"]["forget_records"] == 1
+
+
+def test_export_marks_redacted_rows(data_dir: Path, tmp_path: Path) -> None:
+    assert _forget(data_dir, "--customer", FORGOTTEN, "--yes") == 0
+    exported = tmp_path / "log.jsonl"
+    assert cli.main(["export", str(exported), "--data-dir", str(data_dir)], environ={}) == 0
+    lines = [json.loads(line) for line in exported.read_text().splitlines()]
+    assert sum(line.get("redacted", False) for line in lines) == 8
+    assert all(not line.get("redacted") for line in lines if KEPT in line["payload"])
