@@ -36,7 +36,7 @@ def configure_logging(*, batched: bool = False, level: str = "info") -> None:
     ]
     if sys.stdout.isatty():
         structlog.configure(
-            processors=[*shared, structlog.dev.ConsoleRenderer()],
+            processors=[*shared, _escape_unencodable, structlog.dev.ConsoleRenderer()],
             wrapper_class=structlog.make_filtering_bound_logger(threshold),
             logger_factory=structlog.PrintLoggerFactory(),
             cache_logger_on_first_use=True,
@@ -47,6 +47,7 @@ def configure_logging(*, batched: bool = False, level: str = "info") -> None:
             processors=[
                 *shared,
                 structlog.processors.format_exc_info,
+                _escape_unencodable,
                 structlog.processors.JSONRenderer(serializer=_json_bytes),
             ],
             wrapper_class=structlog.make_filtering_bound_logger(threshold),
@@ -86,7 +87,12 @@ def log_delivery(
     batched output: structlog's processor chain took about 8 µs a line, a noticeable share
     of a delivery's cost at thousands a second. Elsewhere (a terminal, tests capturing
     structlog) it goes through structlog.
+
+    The id and event type are whatever the sender sent (a refused delivery's too), so
+    they are escaped to printable ASCII: a line is always written, never an error.
     """
+    webhook_id = printable(webhook_id)
+    event_type = printable(event_type)
     if _delivery_sink:
         line = _DeliveryLine(
             webhook_id,
@@ -107,6 +113,31 @@ def log_delivery(
         outcome=outcome,
         duration_ms=duration_ms,
     )
+
+
+def printable(value: str) -> str:
+    """`value` itself when it is printable ASCII, else with backslash escapes in its place.
+
+    What a sender puts in a header ends up in log lines: escaping keeps the line
+    encodable (aiohttp turns undecodable bytes into lone surrogates, which UTF-8 refuses)
+    and keeps control characters away from the terminal reading it.
+    """
+    if value.isascii() and value.isprintable():
+        return value
+    return value.encode("unicode_escape").decode("ascii")
+
+
+def _escape_unencodable(
+    _logger: object, _method: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """Any string value that UTF-8 cannot encode is escaped, so no line fails to render."""
+    for key, value in event.items():
+        if isinstance(value, str) and not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                event[key] = printable(value)
+    return event
 
 
 def _add_timestamp(

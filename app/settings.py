@@ -24,6 +24,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_API_URL = "https://api.bitbybit.studio/customer/open/v1"
 DEFAULT_API_KEY_HEADER = "x-api-key"
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# BitByBit's own delivery timeout: a body still arriving after it is one the sender gave up on.
+DEFAULT_BODY_TIMEOUT_SECONDS = 30
 
 
 class SettingsError(Exception):
@@ -41,6 +43,7 @@ class Settings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     log_level: str = DEFAULT_LOG_LEVEL
+    body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS
     # Accept a data directory (and files) that its group may read: `--allow-shared-data-dir`.
     allow_shared_data_dir: bool = False
     # Open API access for `sync` (SPEC §8); the key is a secret like the signing secrets.
@@ -143,6 +146,9 @@ class Settings:
             host=host or environ.get("BITBYBIT_HOST", "").strip() or DEFAULT_HOST,
             port=_read_port(environ) if port is None else port,
             log_level=_read_log_level(log_level or environ.get("BITBYBIT_LOG_LEVEL", "")),
+            body_timeout_seconds=_read_int(
+                environ, "BITBYBIT_BODY_TIMEOUT_SECONDS", DEFAULT_BODY_TIMEOUT_SECONDS
+            ),
             allow_shared_data_dir=allow_shared_data_dir
             or _read_flag(environ, "BITBYBIT_ALLOW_SHARED_DATA_DIR"),
             api_key=_read_api_key(environ),

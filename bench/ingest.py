@@ -142,9 +142,9 @@ class DeliveryFactory:
         self._mix_weights = [weight for _, weight in _MIX]
         self._seen_digests: set[str] = set()
 
-    def build(self, count: int, host: str) -> list[bytes]:
-        """`count` complete HTTP requests, signed now."""
-        signed_at = int(time.time())
+    def build(self, count: int, host: str, signed_at: int | None = None) -> list[bytes]:
+        """`count` complete HTTP requests, signed now (or at `signed_at`)."""
+        signed_at = int(time.time()) if signed_at is None else signed_at
         requests = []
         for kind in self._rng.choices(self._mix_names, self._mix_weights, k=count):
             event_type, body = self._event(kind)

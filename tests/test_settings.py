@@ -66,6 +66,7 @@ class TestValues:
         assert settings.data_dir == Path("./data")
         assert settings.tolerance_seconds == DEFAULT_TOLERANCE_SECONDS == 300
         assert settings.max_body_bytes == DEFAULT_MAX_BODY_BYTES == 262_144
+        assert settings.body_timeout_seconds == 30
         assert (settings.host, settings.port) == ("127.0.0.1", 8080)
 
     def test_environment_values(self) -> None:
@@ -75,11 +76,13 @@ class TestValues:
                 "BITBYBIT_DATA_DIR": "/srv/bitbybit",
                 "BITBYBIT_TOLERANCE_SECONDS": "60",
                 "BITBYBIT_MAX_BODY_BYTES": " 1024 ",
+                "BITBYBIT_BODY_TIMEOUT_SECONDS": "5",
             }
         )
         assert settings.data_dir == Path("/srv/bitbybit")
         assert settings.tolerance_seconds == 60
         assert settings.max_body_bytes == 1024
+        assert settings.body_timeout_seconds == 5
 
     def test_flags_win_over_environment(self) -> None:
         """--data-dir, --host and --port override the environment and the defaults."""
@@ -89,7 +92,14 @@ class TestValues:
         assert settings.data_dir == Path("/from/flag")
         assert (settings.host, settings.port) == ("192.0.2.7", 9001)
 
-    @pytest.mark.parametrize("name", ["BITBYBIT_TOLERANCE_SECONDS", "BITBYBIT_MAX_BODY_BYTES"])
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "BITBYBIT_TOLERANCE_SECONDS",
+            "BITBYBIT_MAX_BODY_BYTES",
+            "BITBYBIT_BODY_TIMEOUT_SECONDS",
+        ],
+    )
     @pytest.mark.parametrize("value", ["abc", "1.5", "0", "-5", "3e2"])
     def test_bad_integers_are_settings_errors(self, name: str, value: str) -> None:
         """A number setting that is not a positive whole number is refused, naming it."""

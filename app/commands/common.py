@@ -40,6 +40,8 @@ environment:
   BITBYBIT_HOST                 address serve listens on (default {_DEFAULTS.host}); --host wins
   BITBYBIT_PORT                 port serve listens on (default {_DEFAULTS.port}); --port wins
   BITBYBIT_LOG_LEVEL            debug, info, warning or error (default {_DEFAULTS.log_level})
+  BITBYBIT_BODY_TIMEOUT_SECONDS  seconds a body may take to arrive after its headers \
+(default {_DEFAULTS.body_timeout_seconds})
 """
 
 

@@ -1,7 +1,8 @@
 """Receiving one delivery: verify it, check its headers, append it to the log.
 
-Knows nothing of HTTP: the view hands it the headers and raw body and maps its errors
-(`RejectedError`, `StoreUnavailableError`) to answers.
+Knows nothing of HTTP: the view reads the headers through `DeliveryHeaders.read`, hands
+them and the raw body over, and maps the errors (`RejectedError`,
+`StoreUnavailableError`) to answers.
 """
 
 from __future__ import annotations
@@ -40,6 +41,66 @@ class RejectedError(Exception):
         self.detail = detail
 
 
+def is_printable_ascii(value: str) -> bool:
+    """The header-byte rule: bytes 0x20-0x7E only, which is all BitByBit ever sends.
+
+    HTTP lets a header carry any byte but CR, LF and NUL; aiohttp hands other bytes over
+    as surrogates or control characters, which no log line, metric label or SQLite text
+    column can take at face value. Refusing them as malformed is the one safe answer.
+    """
+    return value.isascii() and value.isprintable()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeliveryHeaders:
+    """BitByBit's four headers, read once, with the names of those breaking the byte rule.
+
+    Reading them here, before anything else does, puts the rule in one place; which
+    answer a broken header gets is still decided in the SPEC's order of checks.
+    """
+
+    webhook_id: str | None
+    event_type: str | None
+    timestamp: str | None
+    signature: str | None
+    unprintable: frozenset[str]
+
+    @classmethod
+    def read(cls, headers: Mapping[str, str]) -> DeliveryHeaders:
+        """The four headers as received; any value breaking the rule is named in `unprintable`."""
+        values = [headers.get(name) for name in _DELIVERY_HEADERS]
+        unprintable = frozenset(
+            name
+            for name, value in zip(_DELIVERY_HEADERS, values, strict=True)
+            if value is not None and not is_printable_ascii(value)
+        )
+        webhook_id, event_type, timestamp, signature = values
+        return cls(webhook_id, event_type, timestamp, signature, unprintable)
+
+    def required(self, name: str) -> str:
+        """The id or event header: present, non-empty, printable and at most 255 characters."""
+        value = self.webhook_id if name == ID_HEADER else self.event_type
+        if name in self.unprintable:
+            raise _unprintable(name)
+        return _required_header(name, value)
+
+    def event_timestamp(self) -> int | None:
+        """The event's Unix seconds (None when absent or not an integer)."""
+        if TIMESTAMP_HEADER in self.unprintable:
+            raise _unprintable(TIMESTAMP_HEADER)
+        return parse_event_timestamp(self.timestamp)
+
+
+_DELIVERY_HEADERS = (ID_HEADER, EVENT_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER)
+
+
+def _unprintable(name: str) -> RejectedError:
+    detail = f"the {name} header holds bytes that are not printable ASCII"
+    if name == SIGNATURE_HEADER:
+        return RejectedError(401, "malformed_signature", detail)
+    return RejectedError(400, "malformed_header", detail)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Ingest:
     """The checks of SPEC §3 after the body is read, then the durable append."""
@@ -47,17 +108,19 @@ class Ingest:
     verifier: Verifier
     writer: GroupCommitWriter
 
-    async def receive(self, headers: Mapping[str, str], body: bytes, now: float) -> AppendResult:
+    async def receive(self, headers: DeliveryHeaders, body: bytes, now: float) -> AppendResult:
         """Append an authentic delivery; raise `RejectedError` for anything else."""
-        signature = headers.get(SIGNATURE_HEADER)
+        signature = headers.signature
+        if SIGNATURE_HEADER in headers.unprintable:
+            raise _unprintable(SIGNATURE_HEADER)
         try:
             verified = self.verifier.verify(signature, body, now)
         except SignatureError as exc:
             raise RejectedError(401, exc.code, exc.detail) from None
         delivery = Delivery(
-            webhook_id=required_header(headers, ID_HEADER),
-            event_type=required_header(headers, EVENT_HEADER),
-            event_timestamp=parse_event_timestamp(headers.get(TIMESTAMP_HEADER)),
+            webhook_id=headers.required(ID_HEADER),
+            event_type=headers.required(EVENT_HEADER),
+            event_timestamp=headers.event_timestamp(),
             signed_at=verified.signed_at,
             received_at=format_instant(now),
             signature=signature or "",
@@ -82,14 +145,13 @@ def identifier_problem(value: str | None) -> str | None:
     """
     if not value:
         return "missing_header"
-    if len(value) > MAX_HEADER_LENGTH:
+    if len(value) > MAX_HEADER_LENGTH or not is_printable_ascii(value):
         return "malformed_header"
     return None
 
 
-def required_header(headers: Mapping[str, str], name: str) -> str:
+def _required_header(name: str, value: str | None) -> str:
     """A header that must be present, non-empty and at most 255 characters."""
-    value = headers.get(name)
     match identifier_problem(value):
         case "missing_header":
             raise RejectedError(400, "missing_header", f"the {name} header is missing or empty")

@@ -29,13 +29,23 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("app")
 
+# How long a connection may sit without a request in flight (idle keep-alive, or one
+# whose request headers have not all arrived) before it is closed, so idle connections
+# cannot pile up. Longer than a reverse proxy's own upstream keep-alive (nginx: 60 s),
+# so the proxy, not this side, closes a reused connection and no request races a close.
+KEEPALIVE_SECONDS = 75.0
+
 
 def create_app(settings: Settings) -> web.Application:
     """Build the service; resources open and close in the app's cleanup contexts."""
     settings.require_secret()
     # aiohttp enforces this limit while reading, so a body that lies about its
     # Content-Length (or is chunked) is still cut off.
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[views.json_errors],
+        handler_args={"keepalive_timeout": KEEPALIVE_SECONDS},
+    )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[METRICS].registry.register(SyncCollector(settings))
@@ -43,17 +53,18 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_event_log_ctx)
     app.cleanup_ctx.append(_forget_sweep_ctx)
     app.cleanup_ctx.append(_sync_ctx)
-    app.router.add_post("/webhooks", views.receive_webhook)
-    app.router.add_route("*", "/webhooks", views.method_not_allowed("POST"))
+    expect = views.expect_continue
+    app.router.add_post("/webhooks", views.receive_webhook, expect_handler=expect)
+    app.router.add_route("*", "/webhooks", views.method_not_allowed("POST"), expect_handler=expect)
     for path, handler in (
         ("/healthz", views.healthz),
         ("/readyz", views.readyz),
         ("/metrics", views.metrics),
     ):
-        app.router.add_get(path, handler)
-        app.router.add_route("*", path, views.method_not_allowed("GET"))
+        app.router.add_get(path, handler, expect_handler=expect)
+        app.router.add_route("*", path, views.method_not_allowed("GET"), expect_handler=expect)
     # Last, so that it only ever answers paths no route above knows.
-    app.router.add_route("*", "/{path:.*}", views.not_found)
+    app.router.add_route("*", "/{path:.*}", views.not_found, expect_handler=expect)
     return app
 
 

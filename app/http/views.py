@@ -11,7 +11,7 @@ import msgspec
 import structlog
 from aiohttp import hdrs, web
 
-from app.eventlog.ingest import EVENT_HEADER, ID_HEADER, RejectedError
+from app.eventlog.ingest import DeliveryHeaders, RejectedError
 from app.eventlog.store import Outcome, StoreUnavailableError
 from app.http.keys import INGEST, METRICS, PROJECTOR, SETTINGS
 from app.logging_setup import log_delivery
@@ -19,6 +19,8 @@ from app.metrics import CONTENT_TYPE_LATEST
 
 if TYPE_CHECKING:
     from aiohttp.typedefs import Handler
+
+    from app.metrics import Metrics
 
 log = structlog.get_logger("app.webhook")
 
@@ -37,17 +39,20 @@ async def receive_webhook(request: web.Request) -> web.Response:
     started = time.perf_counter()
     app = request.app
     metrics = app[METRICS]
-    headers = request.headers
+    # Before anything else looks at them, so the header-byte rule has one place.
+    headers = DeliveryHeaders.read(request.headers)
+    settings = app[SETTINGS]
     try:
-        body = await _read_body(request, app[SETTINGS].max_body_bytes)
+        body = await _read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
         result = await app[INGEST].receive(headers, body, time.time())
     except RejectedError as exc:
-        metrics.rejections.labels(exc.code).inc()
-        _log_delivery(request, exc.code, started, level=logging.WARNING)
-        return _json(exc.status, {"error": exc.code, "detail": exc.detail})
+        response = _rejected(metrics, headers, exc, started)
+        if exc.code in _CLOSING_CODES:
+            await _close_after(request, response)
+        return response
     except StoreUnavailableError:
         metrics.rejections.labels("store_unavailable").inc()
-        _log_delivery(request, "store_unavailable", started, level=logging.ERROR)
+        _log_delivery(headers, "store_unavailable", started, level=logging.ERROR)
         return _json(
             503,
             {
@@ -58,43 +63,73 @@ async def receive_webhook(request: web.Request) -> web.Response:
     except ConnectionError:
         # The sender hung up mid-body (a timeout on its side): nothing stored, and no bug
         # either; it will retry. The answer is for form's sake: nobody is there to read it.
-        _log_delivery(request, "client_disconnected", started)
+        _log_delivery(headers, "client_disconnected", started)
         return _json(400, {"error": "connection_lost", "detail": "the body did not arrive"})
     except Exception:
         # A bug, not the sender's fault: answered in the endpoint's JSON shape, and the
         # sender retries it later (nothing was acknowledged).
         log.exception("delivery_failed")
-        _log_delivery(request, "internal_error", started, level=logging.ERROR)
-        return _json(500, {"error": "internal_error", "detail": "the delivery was not stored"})
+        _log_delivery(headers, "internal_error", started, level=logging.ERROR)
+        return internal_error()
     outcome = result.outcome
-    event_type = headers[EVENT_HEADER]
-    metrics.count_delivery(event_type, outcome.value)
+    metrics.count_delivery(headers.event_type or "", outcome.value)
     if outcome is Outcome.ACCEPTED:
-        _log_delivery(request, outcome.value, started)
+        _log_delivery(headers, outcome.value, started)
         return _json(200, {"status": "accepted", "position": result.position})
     metrics.duplicates.inc()
     if outcome is Outcome.CONFLICTING_DUPLICATE:
         # The log keeps the first body; the differing one is kept aside for a person to see.
-        _log_delivery(request, outcome.value, started, level=logging.WARNING)
+        _log_delivery(headers, outcome.value, started, level=logging.WARNING)
     else:
-        _log_delivery(request, outcome.value, started)
+        _log_delivery(headers, outcome.value, started)
     return _json(200, {"status": "duplicate", "position": result.position})
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    """Read the body, refusing it if oversized, then insist on JSON.
+def _rejected(
+    metrics: Metrics, headers: DeliveryHeaders, exc: RejectedError, started: float
+) -> web.Response:
+    """The answer to a refused delivery, with its metric and its log line."""
+    metrics.rejections.labels(exc.code).inc()
+    _log_delivery(headers, exc.code, started, level=logging.WARNING)
+    return _json(exc.status, {"error": exc.code, "detail": exc.detail})
+
+
+async def _close_after(request: web.Request, response: web.Response) -> None:
+    """Send `response`, then close the connection at once.
+
+    For a body that will not come (or is not wanted): aiohttp would otherwise wait up to
+    10 s for the rest of it before closing, holding the connection the timeout freed.
+    """
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    if request.transport is not None:
+        request.transport.close()  # asyncio sends what is buffered, then closes
+
+
+async def _read_body(request: web.Request, limit: int, seconds: float) -> bytes:
+    """Read the body, refusing it if oversized, slow or garbled, then insist on JSON.
 
     The size is checked by Content-Length and again while reading, since a sender can
-    lie about the length or send the body chunked.
+    lie about the length or send the body chunked. The timeout runs from the end of the
+    headers: a sender that stops mid-body is cut off rather than holding its connection.
     """
     length = request.content_length
     if length is not None and length > limit:
-        raise RejectedError(413, "payload_too_large", f"the body is larger than {limit} bytes")
+        raise _too_large(limit)
     try:
-        body = await request.read()
+        async with asyncio.timeout(seconds):
+            body = await request.read()
     except web.HTTPRequestEntityTooLarge:
+        raise _too_large(limit) from None
+    except TimeoutError:
         raise RejectedError(
-            413, "payload_too_large", f"the body is larger than {limit} bytes"
+            408, "body_timeout", f"the body did not arrive within {seconds:g} s of the headers"
+        ) from None
+    except web.RequestPayloadError:
+        # A chunked or compressed body that does not decode as it claims to.
+        raise RejectedError(
+            400, "malformed_body", "the body is not valid in its transfer or content encoding"
         ) from None
     # The exact header BitByBit sends skips aiohttp's parsing of parameters (charset=...).
     declared = request.headers.get(hdrs.CONTENT_TYPE)
@@ -105,17 +140,74 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     return body
 
 
+def _too_large(limit: int) -> RejectedError:
+    return RejectedError(413, "payload_too_large", f"the body is larger than {limit} bytes")
+
+
+_CLOSING_CODES = frozenset({"body_timeout", "malformed_body"})
+
+
 def _log_delivery(
-    request: web.Request, outcome: str, started: float, level: int = logging.INFO
+    headers: DeliveryHeaders, outcome: str, started: float, level: int = logging.INFO
 ) -> None:
-    headers = request.headers
     log_delivery(
         level,
-        (headers.get(ID_HEADER) or "")[:255],
-        (headers.get(EVENT_HEADER) or "")[:255],
+        (headers.webhook_id or "")[:255],
+        (headers.event_type or "")[:255],
         outcome,
         round((time.perf_counter() - started) * 1000, 3),
     )
+
+
+def internal_error() -> web.Response:
+    """A bug's answer: JSON like every other, and nothing was acknowledged."""
+    return _json(500, {"error": "internal_error", "detail": "the request failed; nothing stored"})
+
+
+async def expect_continue(request: web.Request) -> web.Response | None:
+    """`Expect: 100-continue`: refuse an oversized body before the sender sends it.
+
+    Replaces aiohttp's default handler, which says 100 Continue to any length and
+    answers an unknown expectation in plain text; it runs before any middleware.
+    """
+    limit = request.app[SETTINGS].max_body_bytes
+    length = request.content_length
+    if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
+        problem = RejectedError(
+            417, "expectation_failed", "only Expect: 100-continue is understood"
+        )
+    elif length is not None and length > limit:
+        problem = _too_large(limit)
+    else:
+        if request.version >= (1, 1):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        return None
+    response = _rejected(
+        request.app[METRICS], DeliveryHeaders.read(request.headers), problem, time.perf_counter()
+    )
+    # The body the sender holds back would otherwise be read as the next request.
+    await _close_after(request, response)
+    return response
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Whatever a handler raises is answered in the service's JSON, never aiohttp's text."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        response = _json(
+            exc.status,
+            {"error": exc.reason.lower().replace(" ", "_"), "detail": exc.text or exc.reason},
+        )
+        if exc.status == 413:
+            response.force_close()
+        return response
+    except ConnectionError:
+        raise  # nobody left to answer; aiohttp drops the connection quietly
+    except Exception:
+        log.exception("request_failed", method=request.method, path=request.path)
+        return internal_error()
 
 
 def method_not_allowed(allowed: str) -> Handler:

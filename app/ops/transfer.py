@@ -181,7 +181,9 @@ def _check_fields(item: ExportedDelivery) -> None:
             case "missing_header":
                 raise TransferError(f"{name} is empty")
             case "malformed_header":
-                raise TransferError(f"{name} is longer than {MAX_HEADER_LENGTH} characters")
+                raise TransferError(
+                    f"{name} is longer than {MAX_HEADER_LENGTH} characters or not printable ASCII"
+                )
     if not item.received_at:
         raise TransferError("received_at is empty")
 
