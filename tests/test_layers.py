@@ -24,7 +24,8 @@ FORBIDDEN = {
         "projections",
     ),
     "app/ops": ("app.http", "app.commands"),
-    "app/projection": ("aiohttp", "app.http", "app.ops", "app.commands"),
+    "app/projection": ("aiohttp.web", "app.http", "app.ops", "app.sync", "app.commands"),
+    "app/sync": ("aiohttp.web", "app.http", "app.projection", "app.ops", "app.commands"),
 }
 # The only module of `app` that the projections may import.
 PROJECTIONS_MAY_IMPORT = ("app.instants",)

@@ -1,1 +1,4 @@
-"""Operator commands' work: status, export/import, sample deliveries."""
+"""The operator commands' work: status, export/import, backup, inspection, replay, forget.
+
+Each module is called by one command of `app.commands`; none serves HTTP.
+"""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import structlog
@@ -21,7 +21,7 @@ from app.eventlog.screen import Screen
 from projections import write_changes
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
     from pathlib import Path
 
     from app.eventlog.reads import LogReader
@@ -196,23 +196,40 @@ class Projector:
 
     def statuses(self) -> list[ProjectionStatus]:
         """Position, lag, errors and staleness of every projection."""
-        head = self.store.head()
-        rows = {name: (v, p) for name, v, p in self.conn.execute(SELECT_CHECKPOINTS)}
-        errors = dict(self.conn.execute(COUNT_ERRORS).fetchall())
-        result = []
-        for projection in self.projections:
-            built_version, position = rows.get(projection.NAME, (projection.VERSION, 0))
-            result.append(
-                ProjectionStatus(
-                    name=projection.NAME,
-                    version=projection.VERSION,
-                    position=position,
-                    lag=max(head - position, 0),
-                    errors=errors.get(projection.NAME, 0),
-                    stale=built_version != projection.VERSION,
-                )
+        return statuses_of(
+            self.projections,
+            self.store.head(),
+            self.conn.execute(SELECT_CHECKPOINTS).fetchall(),
+            self.conn.execute(COUNT_ERRORS).fetchall(),
+        )
+
+
+def statuses_of(
+    projections: Sequence[Projection],
+    head: int,
+    checkpoints: Iterable[tuple[Any, ...]],
+    errors: Iterable[tuple[Any, ...]],
+) -> list[ProjectionStatus]:
+    """The statuses from the rows of `SELECT_CHECKPOINTS` and `COUNT_ERRORS` and the head.
+
+    One function for the projector's own connection and the event loop's aiosqlite one.
+    """
+    rows = {name: (version, position) for name, version, position in checkpoints}
+    error_counts: dict[str, int] = dict(errors)
+    result = []
+    for projection in projections:
+        built_version, position = rows.get(projection.NAME, (projection.VERSION, 0))
+        result.append(
+            ProjectionStatus(
+                name=projection.NAME,
+                version=projection.VERSION,
+                position=position,
+                lag=max(head - position, 0),
+                errors=error_counts.get(projection.NAME, 0),
+                stale=built_version != projection.VERSION,
             )
-        return result
+        )
+    return result
 
 
 def apply_events(

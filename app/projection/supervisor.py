@@ -3,7 +3,8 @@
 Projecting in the serving process would compete with request handling for the GIL
 (measured: it halved ingest throughput), so `serve` only installs the projections,
 starts `app.projection.follower` and nudges it through a pipe after each commit. Status
-for `/readyz` and `/metrics` is read straight from `projections.db`.
+for `/readyz` and `/metrics` is read straight from both files, read-only, through
+aiosqlite, so a slow read (a disk under load) never holds up the event loop.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import sqlite3
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+import aiosqlite
 import structlog
 
-from app.eventlog.reads import LogReader
+from app.eventlog.reads import SELECT_HEAD, LogReader
 from app.projection import projector as projector_module
 
 if TYPE_CHECKING:
@@ -46,7 +49,9 @@ class ProjectorSupervisor:
         self._projections = projections
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="projections")
         self._process: asyncio.subprocess.Process | None = None
-        self._projector: projector_module.Projector | None = None
+        # Read-only connections to events.db and projections.db, once the projections
+        # are installed.
+        self._readers: tuple[aiosqlite.Connection, aiosqlite.Connection] | None = None
         self._opened = asyncio.Event()
 
     def notify(self, _head: int) -> None:
@@ -63,26 +68,39 @@ class ProjectorSupervisor:
         """
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._opened.wait(), REPORT_WAIT_SECONDS)
-        if self._projector is None:
+        if self._readers is None:
             return []
-        loop = asyncio.get_running_loop()
-        statuses = await loop.run_in_executor(self._executor, self._statuses)
+        events, projections = self._readers
+        try:
+            [(head,)] = await events.execute_fetchall(SELECT_HEAD)
+            checkpoints = await projections.execute_fetchall(projector_module.SELECT_CHECKPOINTS)
+            errors = await projections.execute_fetchall(projector_module.COUNT_ERRORS)
+        except sqlite3.Error as exc:
+            # A full disk or an I/O error can fail even a read; /readyz's own write probe
+            # says what that means for deliveries.
+            log.warning("projection_status_unavailable", error=str(exc))
+            return []
+        statuses = projector_module.statuses_of(
+            self._projections, head, map(tuple, checkpoints), map(tuple, errors)
+        )
         for status in statuses:
             self._metrics.projection_position.labels(status.name).set(status.position)
             self._metrics.projection_lag.labels(status.name).set(status.lag)
             self._metrics.projection_errors.labels(status.name).set(status.errors)
         return [dataclasses.asdict(status) for status in statuses]
 
-    def _statuses(self) -> list[projector_module.ProjectionStatus]:
-        assert self._projector is not None  # noqa: S101 - only called while running
-        return self._projector.statuses()
-
-    def _open(self) -> projector_module.Projector:
+    def _install(self) -> None:
+        """Create what is missing, and say where each projection stands."""
         store = LogReader.open(self._settings.events_path)
         conn = projector_module.connect(self._settings.projections_path)
-        projector = projector_module.Projector(conn, store, self._projections)
-        projector.install_all()
-        for status in projector.statuses():
+        try:
+            projector = projector_module.Projector(conn, store, self._projections)
+            projector.install_all()
+            statuses = projector.statuses()
+        finally:
+            conn.close()
+            store.close()
+        for status in statuses:
             log.info(
                 "projection",
                 projection=status.name,
@@ -98,12 +116,25 @@ class ProjectorSupervisor:
                     projection=status.name,
                     detail="its tables were built by another version; run `rebuild` to update",
                 )
-        return projector
 
-    def _close(self) -> None:
-        if self._projector is not None:
-            self._projector.conn.close()
-            self._projector.store.close()
+    async def _open_readers(self) -> None:
+        events_uri, projections_uri = (
+            f"{path.resolve().as_uri()}?mode=ro"
+            for path in (self._settings.events_path, self._settings.projections_path)
+        )
+        events = await _connect_read_only(events_uri)
+        try:
+            projections = await _connect_read_only(projections_uri)
+        except BaseException:
+            await events.close()
+            raise
+        self._readers = (events, projections)
+
+    async def _close_readers(self) -> None:
+        if self._readers is not None:
+            for reader in self._readers:
+                await reader.close()
+            self._readers = None
 
     async def _supervise(self) -> None:
         """Run the follower; should it ever die, log it and start another."""
@@ -127,9 +158,10 @@ class ProjectorSupervisor:
     async def _open_then_follow(self) -> None:
         """Install the projections, then run the follower; retried while that fails."""
         loop = asyncio.get_running_loop()
-        while self._projector is None:
+        while self._readers is None:
             try:
-                self._projector = await loop.run_in_executor(self._executor, self._open)
+                await loop.run_in_executor(self._executor, self._install)
+                await self._open_readers()
             except Exception:
                 # The endpoint does not need the projections: it keeps taking deliveries,
                 # and they are projected once projections.db can be opened.
@@ -145,7 +177,6 @@ class ProjectorSupervisor:
         Deliveries are taken from the start: a projections.db held by a rebuild's switch,
         or one that cannot be opened at all, delays projecting, never the endpoint.
         """
-        loop = asyncio.get_running_loop()
         follower = asyncio.create_task(self._open_then_follow(), name="follower")
         try:
             yield self
@@ -154,7 +185,7 @@ class ProjectorSupervisor:
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
             await self._stop_follower()
-            await loop.run_in_executor(self._executor, self._close)
+            await self._close_readers()
             self._executor.shutdown(wait=True)
 
     async def _stop_follower(self) -> None:
@@ -169,3 +200,19 @@ class ProjectorSupervisor:
         except TimeoutError:
             process.kill()
             await process.wait()
+
+
+async def _connect_read_only(uri: str) -> aiosqlite.Connection:
+    """An aiosqlite connection that `mode=ro` keeps from writing; cancelling waits for it.
+
+    aiosqlite opens the file on a thread of its own, which answers the event loop when it
+    is done: abandoned mid-open (serve stopping), it would answer a closed loop. So a
+    cancelled open is let finish, closed, and the cancellation passed on.
+    """
+    opening = asyncio.ensure_future(aiosqlite.connect(uri, uri=True, timeout=REPORT_WAIT_SECONDS))
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await (await opening).close()
+        raise
