@@ -12,8 +12,10 @@ one file per wrk thread; `bench/post.lua` loads its thread's slice and reports r
 latency percentiles and non-2xx answers from wrk's `done()` hook.
 
 Each run also reports the CPU time per request of the server's processes (for the
-service, `serve` and its live projector), read from /proc: steadier than req/s on a shared
-machine, it is the figure to compare when judging a change.
+service, `serve` and its live projector, per accepted delivery; the projector's share
+separately), read from /proc: steadier than req/s on a shared machine, it is the figure
+to compare when judging a change. After the rounds, `python -m app rebuild` runs over the
+run's own log, as the yardstick of the live projector's CPU per event.
 
 While the service is under load a background thread polls `/readyz` every 0.25 s for the
 projections' lag; after the load stops the script measures how long they take to reach
@@ -22,8 +24,11 @@ the head. At the end it checks that the log holds exactly the accepted deliverie
 Targets (issues #2 and #3): service >= 60 % of bare req/s (#2) and >= 45 % with live
 projections (#3; `serve` always runs them, so every round is measured that way), service
 p99 < 25 ms, no non-2xx, lag during load below one second's worth of events, back to zero
-within 2 s. The verdicts are printed; the exit code is 0 unless the benchmark itself could
-not run (or with `--check`, unless every target is met).
+within 2 s; and issue #17's CPU ratios: the live projector's CPU per event at most 1.5x
+the rebuild's, the service's CPU per accepted delivery at most 2.5x the bare handler's
+per request, and its p99 at most 2.5x bare's. The verdicts are printed; the exit code is
+0 unless the benchmark itself could not run (or with `--check`, unless every target is
+met).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import dataclasses
 import math
 import os
 import random
+import resource
 import shutil
 import signal
 import sqlite3
@@ -45,7 +51,7 @@ from pathlib import Path
 # Modules beside this script.
 from ingest_report import ServiceRound, Totals, report, row_text
 from lag import LagMonitor, time_to_drain
-from processes import cpu_used, free_port, per_request_us, started
+from processes import ROOT, cpu_used, free_port, per_request_us, started
 from signed_requests import SignedRequests, write_slices
 from wrk import run_wrk
 
@@ -86,7 +92,8 @@ def _service_round(setup: _Setup, *, duration: float, name: str) -> ServiceRound
         drain, errors = time_to_drain(f"{base}/readyz", load_stopped)
     return ServiceRound(
         result,
-        per_request_us(cpu[0], result.requests),
+        per_request_us(cpu[0] + cpu[1], result.accepted),
+        per_request_us(cpu[1], result.accepted),
         monitor.max_lag,
         len(monitor.samples),
         drain,
@@ -143,13 +150,14 @@ def run(args: argparse.Namespace) -> Totals:
                         args.duration,
                     )  # fmt: skip
                 totals.bare.append(bare)
-                totals.bare_cpu_us.append(per_request_us(cpu[0], bare.requests))
+                totals.bare_cpu_us.append(per_request_us(sum(cpu), bare.requests))
                 print(f"round {number} bare:    {row_text(bare)}", flush=True)
             if profiler is not None:
                 profiler.send_signal(signal.SIGINT)
                 profiler.wait(timeout=60)
                 print(f"profile written to {args.profile}", flush=True)
         logged = _count_logged(data_dir / "events.db")
+        totals.rebuild_cpu_us = _rebuild_cpu_us(data_dir, env, logged)
         # wrk stops with up to one request per connection in flight: the service may well
         # have committed those, but nobody read the answer.
         consistent = totals.accepted <= logged <= totals.accepted + totals.unanswered
@@ -186,6 +194,22 @@ def _start_profiler(args: argparse.Namespace, pid: int) -> subprocess.Popen[byte
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def _rebuild_cpu_us(data_dir: Path, env: dict[str, str], events: int) -> float:
+    """CPU microseconds per event of `python -m app rebuild` over the run's own log.
+
+    The yardstick of the live projector's CPU per event, measured on the same machine
+    in the same run: the command and every process it starts, from start to exit.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(
+        [sys.executable, "-m", "app", "rebuild", "--data-dir", str(data_dir)],
+        cwd=ROOT, env=env, check=True, capture_output=True,
+    )  # fmt: skip
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return per_request_us(seconds, events)
 
 
 def _count_logged(path: Path) -> int:

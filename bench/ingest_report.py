@@ -17,6 +17,9 @@ TARGET_RATIO_LIVE = 0.45  # issue #3, with live projections, as every round here
 TARGET_P99_MS = 25.0
 TARGET_LAG_SECONDS = 1.0
 TARGET_DRAIN_SECONDS = 2.0
+TARGET_LIVE_CPU_TIMES_REBUILD = 1.5  # issue #17 section 2
+TARGET_CPU_TIMES_BARE = 2.5  # issue #17 section 3, CPU per accepted delivery
+TARGET_P99_TIMES_BARE = 2.5  # issue #17 section 3
 
 
 @dataclasses.dataclass(slots=True)
@@ -24,7 +27,8 @@ class ServiceRound:
     """One service round: wrk's figures and the projections' lag."""
 
     wrk: WrkResult
-    cpu_us: float  # the service's processes (serve and its live projector), per request
+    cpu_us: float  # the service's processes (serve and its live projector), per accepted
+    projector_cpu_us: float  # the live projector alone, per accepted delivery (= event)
     max_lag: int
     lag_samples: int
     drain_seconds: float
@@ -43,6 +47,7 @@ class Totals:
     rounds: list[ServiceRound] = dataclasses.field(default_factory=list)
     bare: list[WrkResult] = dataclasses.field(default_factory=list)
     bare_cpu_us: list[float] = dataclasses.field(default_factory=list)
+    rebuild_cpu_us: float = math.nan  # `rebuild` of the run's log afterwards, per event
 
     def add(self, result: WrkResult) -> None:
         """Count one service run's answers (and the requests wrk left unanswered at its end)."""
@@ -63,6 +68,43 @@ def _verdict(ok: bool) -> str:
     return "ok" if ok else "MISSED"
 
 
+def _cpu_checks(totals: Totals) -> list[tuple[bool, str]]:
+    """Issue #17's ratios, each of two figures measured in this same run."""
+    service_cpu = statistics.median(r.cpu_us for r in totals.rounds)
+    bare_cpu = statistics.median(totals.bare_cpu_us)
+    live_cpu = statistics.median(r.projector_cpu_us for r in totals.rounds)
+    rebuild_cpu = totals.rebuild_cpu_us
+    service_p99 = statistics.median(r.wrk.p99_ms for r in totals.rounds)
+    bare_p99 = statistics.median(b.p99_ms for b in totals.bare)
+    return [
+        (
+            live_cpu <= TARGET_LIVE_CPU_TIMES_REBUILD * rebuild_cpu,
+            (
+                f"live projector CPU per event {live_cpu:.0f} us / rebuild's {rebuild_cpu:.0f} "
+                f"us = {live_cpu / rebuild_cpu:.2f}x (target <= "
+                f"{TARGET_LIVE_CPU_TIMES_REBUILD:g}x, #17 section 2)"
+            ),
+        ),
+        (
+            service_cpu <= TARGET_CPU_TIMES_BARE * bare_cpu,
+            (
+                f"CPU per accepted delivery (serve and its projector, until caught up) "
+                f"{service_cpu:.0f} us / bare {bare_cpu:.0f} us per request = "
+                f"{service_cpu / bare_cpu:.2f}x (target <= {TARGET_CPU_TIMES_BARE:g}x, "
+                "#17 section 3)"
+            ),
+        ),
+        (
+            service_p99 <= TARGET_P99_TIMES_BARE * bare_p99,
+            (
+                f"p99 (medians) service {service_p99:.2f} ms / bare {bare_p99:.2f} ms = "
+                f"{service_p99 / bare_p99:.2f}x (target <= {TARGET_P99_TIMES_BARE:g}x, "
+                "#17 section 3)"
+            ),
+        ),
+    ]
+
+
 def report(totals: Totals, args: argparse.Namespace) -> bool:
     """Print the table and the verdicts; True when every target is met."""
     print()
@@ -72,7 +114,7 @@ def report(totals: Totals, args: argparse.Namespace) -> bool:
     )
     header = (
         f"{'round':>5} {'side':<8} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
-        f"{'max ms':>8} {'non-2xx':>8} {'requests':>9} {'cpu us':>7} {'max lag':>8} "
+        f"{'max ms':>8} {'non-2xx':>8} {'requests':>9} {'cpu us':>7} {'proj us':>7} {'max lag':>8} "
         f"{'drain s':>8}"
     )
     print(header)
@@ -83,12 +125,13 @@ def report(totals: Totals, args: argparse.Namespace) -> bool:
         print(
             f"{number:>5} {'service':<8} {w.rps:>9.0f} {w.p50_ms:>8.2f} {w.p90_ms:>8.2f} "
             f"{w.p99_ms:>8.2f} {w.max_ms:>8.1f} {w.non2xx:>8} {w.requests:>9} "
-            f"{svc.cpu_us:>7.0f} {svc.max_lag:>8} {svc.drain_seconds:>8.2f}"
+            f"{svc.cpu_us:>7.0f} {svc.projector_cpu_us:>7.0f} {svc.max_lag:>8} "
+            f"{svc.drain_seconds:>8.2f}"
         )
         print(
             f"{number:>5} {'bare':<8} {bare.rps:>9.0f} {bare.p50_ms:>8.2f} {bare.p90_ms:>8.2f} "
             f"{bare.p99_ms:>8.2f} {bare.max_ms:>8.1f} {bare.non2xx:>8} {bare.requests:>9} "
-            f"{bare_cpu:>7.0f} {'-':>8} {'-':>8}"
+            f"{bare_cpu:>7.0f} {'-':>7} {'-':>8} {'-':>8}"
         )
     service_rps = statistics.median(r.wrk.rps for r in totals.rounds)
     bare_rps = statistics.median(b.rps for b in totals.bare)
@@ -141,13 +184,10 @@ def report(totals: Totals, args: argparse.Namespace) -> bool:
     print()
     for ok, text in checks:
         print(f"  [{_verdict(ok):>6}] {text}")
-    service_cpu = statistics.median(r.cpu_us for r in totals.rounds)
-    bare_cpu = statistics.median(totals.bare_cpu_us)
-    times = f" = {service_cpu / bare_cpu:.2f}x" if bare_cpu else ""
-    print(
-        f"  CPU per request (medians, not a target): service {service_cpu:.0f} us (serve and "
-        f"its live projector, until caught up) / bare {bare_cpu:.0f} us{times}"
-    )
+    print()
+    for ok, text in _cpu_checks(totals):
+        checks.append((ok, text))
+        print(f"  [{_verdict(ok):>6}] {text}")
     print(
         f"  generated {sum(r.generated for r in totals.rounds)} signed deliveries in "
         f"{sum(r.generate_seconds for r in totals.rounds):.1f} s; readyz samples per round: "

@@ -62,37 +62,40 @@ def started(
                 process.wait()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU used so far by `pid` and its children, running or ended.
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User + system CPU used so far by `pid` itself, and by its children, running or ended.
 
     Measured per request, CPU is steadier than req/s on a shared machine: it is what a
     change to the code moves, while req/s also moves with whatever else runs. A child
-    that ended (a restarted projector) is in `pid`'s own cutime/cstime; grandchildren
-    that are still running are not counted (the service starts none).
+    that ended (a restarted projector) is in `pid`'s own cutime/cstime and counts as a
+    child; grandchildren that are still running are not counted (the service starts
+    none). For `serve`, the children are its live projector.
     """
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    own = children = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue  # a process that ended meanwhile
         if stat.parent.name == str(pid):
-            total += sum(int(field) for field in fields[11:15]) / ticks
+            own += (int(fields[11]) + int(fields[12])) / ticks
+            children += (int(fields[13]) + int(fields[14])) / ticks
         elif fields[1] == str(pid):
-            total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
+            children += (int(fields[11]) + int(fields[12])) / ticks
+    return own, children
 
 
 @contextlib.contextmanager
 def cpu_used(pid: int) -> Iterator[list[float]]:
-    """Collect the CPU seconds `pid` (and its children) spent in the block, in a list of one."""
+    """The CPU seconds `pid` and its children spent in the block: [itself, its children]."""
     used: list[float] = []
-    before = cpu_seconds(pid)
+    own, children = cpu_seconds(pid)
     try:
         yield used
     finally:
-        used.append(cpu_seconds(pid) - before)
+        own_after, children_after = cpu_seconds(pid)
+        used.extend((own_after - own, children_after - children))
 
 
 def per_request_us(seconds: float, requests: int) -> float:
