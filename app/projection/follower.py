@@ -28,7 +28,11 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("app.projection.follower")
 
-LIVE_BATCH = 2000
+# A follower that fell behind (a burst, or a machine too busy to give it a core) catches
+# up in steps of up to this many events: one commit, and one rewrite of each entity's
+# row, state and index entries, for more of its events (about a fifth less CPU per event
+# than steps of 2,000).
+LIVE_BATCH = 8000
 POLL_SECONDS = 1.0
 # Under load, events reach the tables within about this long after their commit. Each
 # step costs a commit and rewrites every entity it touches: steps of a quarter second
