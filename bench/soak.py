@@ -23,15 +23,10 @@ import threading
 import time
 from pathlib import Path
 
-from ingest import (  # bench/ingest.py, beside this script
-    SECRET,
-    DeliveryFactory,
-    WrkResult,
-    free_port,
-    run_wrk,
-    started,
-    write_slices,
-)
+from ingest import SECRET  # bench/ingest.py and its modules, beside this script
+from processes import free_port, started
+from signed_requests import SignedRequests, write_slices
+from wrk import WrkResult, run_wrk
 
 WARM_UP_SECONDS = 120
 TARGET_GROWTH = 0.10
@@ -42,7 +37,7 @@ PER_SECOND = 2500
 
 
 def _deliveries(count: int, host: str) -> list[bytes]:
-    factory = DeliveryFactory(1, SECRET.encode())
+    factory = SignedRequests(count, 1, SECRET.encode())
     start = int(time.time())
     requests: list[bytes] = []
     for second in range(0, count, PER_SECOND):

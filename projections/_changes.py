@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
@@ -79,29 +79,36 @@ def carried(  # noqa: PLR0913 - keyword-only options of one flattening rule
     them NULL; a list of objects becomes a child register; other lists become JSON text.
     """
     unset = msgspec.UNSET
+    payload_type = type(payload)
+    # Field names zipped with `astuple`, and the few skipped fields popped afterwards:
+    # about a third cheaper than filtering `asdict` field by field, on every event.
     registers: Registers = {
         field: (value, version)
-        for field, value in msgspec.structs.asdict(payload).items()
-        if value is not unset and field not in skip
+        for field, value in zip(
+            payload_type.__struct_fields__, msgspec.structs.astuple(payload), strict=True
+        )
+        if value is not unset
     }
-    composite = _composite_fields(type(payload)) & registers.keys()
-    if not composite:
-        return registers
-    child_registers = {child.register: child for child in children}
-    nested = nested or {}
-    for field in composite:
-        value = registers.pop(field)[0]
-        if field in nested:
-            prefix = nested[field]
-            leaves = _nested_fields(type(payload), field)
-            for leaf in leaves:
-                leaf_value = None if value is None else getattr(value, leaf)
-                if leaf_value is not msgspec.UNSET:
-                    registers[prefix + leaf] = (leaf_value, version)
+    for field in skip:
+        registers.pop(field, None)
+    for field in _composite_fields(payload_type):
+        entry = registers.pop(field, None)
+        if entry is None:
+            continue
+        value = entry[0]
+        if nested and field in nested:
+            _add_leaves(
+                registers,
+                value,
+                version,
+                payload_type=payload_type,
+                field=field,
+                prefix=nested[field],
+            )
         elif isinstance(value, list):
             if not carries_list(event_type, value):
                 continue
-            child = child_registers.get(field)
+            child = next((c for c in children if c.register == field), None)
             if child is None:
                 registers[field] = (json_text(value), version)
             else:
@@ -109,6 +116,28 @@ def carried(  # noqa: PLR0913 - keyword-only options of one flattening rule
         else:
             registers[field] = (value, version)
     return registers
+
+
+def _add_leaves(  # noqa: PLR0913 - the registers to fill and what fills them
+    registers: Registers,
+    value: object,
+    version: str,
+    *,
+    payload_type: type[msgspec.Struct],
+    field: str,
+    prefix: str,
+) -> None:
+    """Add the registers of a nested object's leaves; null writes every leaf NULL."""
+    if value is None:
+        for leaf in _nested_fields(payload_type, field):
+            registers[prefix + leaf] = (None, version)
+        return
+    unset = msgspec.UNSET
+    nested = cast("msgspec.Struct", value)
+    leaves = msgspec.structs.astuple(nested)
+    for column, leaf_value in zip(_prefixed(type(nested), prefix), leaves, strict=True):
+        if leaf_value is not unset:
+            registers[column] = (leaf_value, version)
 
 
 @functools.cache
@@ -136,6 +165,12 @@ def _nested_fields(payload_type: type[msgspec.Struct], field: str) -> tuple[str,
                 if isinstance(option, msgspec.inspect.StructType):
                     return tuple(f.name for f in option.fields)
     return ()
+
+
+@functools.cache
+def _prefixed(leaf_type: type[msgspec.Struct], prefix: str) -> tuple[str, ...]:
+    """The columns of a nested object's leaves, in the order of its fields."""
+    return tuple(prefix + leaf for leaf in leaf_type.__struct_fields__)
 
 
 def _options(info: msgspec.inspect.Type) -> Iterator[msgspec.inspect.Type]:

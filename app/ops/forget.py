@@ -41,7 +41,7 @@ from app.eventlog.scrub import ScrubError, scrub, secure
 from app.eventlog.sqlite import write_transaction
 from app.instants import format_instant
 from app.projection import projector
-from app.projection.rebuild import RebuildError, exclusive
+from app.projection.rebuild_lock import RebuildError, exclusive
 from app.projection.refold import StaleProjectionError, refold, stale
 
 if TYPE_CHECKING:

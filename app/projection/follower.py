@@ -28,10 +28,20 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("app.projection.follower")
 
-LIVE_BATCH = 2000
+# A follower that fell behind (a burst, or a machine too busy to give it a core) catches
+# up in steps of up to this many events: one commit, and one rewrite of each entity's
+# row, state and index entries, for more of its events (about a fifth less CPU per event
+# than steps of 2,000).
+LIVE_BATCH = 8000
 POLL_SECONDS = 1.0
-# Under load, events reach the tables within about this long after their commit.
-MIN_STEP_SECONDS = 0.1
+# Under load, events reach the tables within about this long after their commit. Each
+# step costs a commit and rewrites every entity it touches: steps of a quarter second
+# (about 1,500 events at 6k deliveries/s) cost a third less CPU per event than steps of
+# a tenth, and keep the lag well under the second the contract allows.
+MIN_STEP_SECONDS = 0.25
+# The live tables' pages that a step's lookups and upserts touch stay in memory, rather
+# than being read back from the OS at every step (SQLite's default cache is 2 MiB).
+LIVE_CACHE_KIB = 65_536
 NICENESS = 10
 
 
@@ -39,6 +49,7 @@ def follow(data_dir: Path, wake_fd: int) -> None:
     """Apply new events until `wake_fd` reaches end of file."""
     store = LogReader.open(data_dir / "events.db")
     conn = projector.connect(data_dir / "projections.db")
+    conn.execute(f"PRAGMA cache_size=-{LIVE_CACHE_KIB}")
     runner = projector.Projector(conn, store, discover())
     # A step's changes are many small containers, none in a reference cycle: collecting
     # once per step instead of at every few hundred allocations halves the fold's cost,

@@ -1,0 +1,24 @@
+"""The data directory's rebuild lock: one rebuild (or `--check`) at a time."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+from app.eventlog.lock_files import holding
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+
+class RebuildError(Exception):
+    """A rebuild cannot start: unknown projection names, or another rebuild running."""
+
+
+@contextlib.contextmanager
+def exclusive(data_dir: Path) -> Iterator[None]:
+    """Hold the data directory's rebuild lock; a second rebuild refuses at once."""
+    busy = RebuildError(f"another rebuild is running on {data_dir}; wait for it to finish")
+    with holding(data_dir / "rebuild.lock", busy):
+        yield
