@@ -42,7 +42,7 @@ def configure_logging(*, batched: bool = False, level: str = "info") -> None:
             cache_logger_on_first_use=True,
         )
     else:
-        output = _BatchedOutput(sys.stdout.buffer) if batched else None
+        output = BatchedOutput(sys.stdout.buffer).start() if batched else None
         structlog.configure(
             processors=[
                 *shared,
@@ -147,7 +147,7 @@ def _add_timestamp(
     return event
 
 
-class _BatchedOutput:
+class BatchedOutput:
     """Log lines gathered in memory and written a few times a second, in one write.
 
     A write per delivery line was the largest single cost of the endpoint under load (a
@@ -167,14 +167,19 @@ class _BatchedOutput:
         self._lines: collections.deque[bytes] = collections.deque(maxlen=self.MAX_PENDING_LINES)
         self.write = self._lines.append
         self._writing = threading.Lock()  # the flusher and the exit hook
+
+    def start(self) -> BatchedOutput:
+        """Write out every `FLUSH_SECONDS` from a thread of its own, and once more at exit."""
         flusher = threading.Thread(target=self._flush_forever, name="log-flush", daemon=True)
         flusher.start()
-        atexit.register(self._write_out)
+        atexit.register(self.write_out)
+        return self
 
     def flush(self) -> None:
         """Leave flushing to the background thread."""
 
-    def _write_out(self) -> None:
+    def write_out(self) -> None:
+        """Write every pending line in one write (what the thread does at each tick)."""
         # A deque's append and popleft are atomic: lines logged meanwhile wait for next time.
         lines = self._lines
         with self._writing:
@@ -194,7 +199,7 @@ class _BatchedOutput:
     def _flush_forever(self) -> None:
         while True:
             time.sleep(self.FLUSH_SECONDS)
-            self._write_out()
+            self.write_out()
 
 
 _DROPPED_LINE = (

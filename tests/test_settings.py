@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from app import cli
-from app.eventlog.rows import Delivery
-from app.eventlog.store import EventStore
 from app.settings import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_TOLERANCE_SECONDS,
@@ -146,36 +143,3 @@ def test_commands_refuse_a_data_dir_without_a_log(
     assert cli.main([command, "--data-dir", str(missing)], environ={}) == 2
     assert "no event log" in capsys.readouterr().err
     assert not missing.exists()
-
-
-@pytest.mark.parametrize("projections_db", ["missing", "empty file"])
-def test_status_counts_events_no_projection_reads(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], projections_db: str
-) -> None:
-    """An authentic event of an unknown type is kept and counted by `status --json`.
-
-    Before `serve` has made projections.db, `status` reports them unfilled, making nothing.
-    """
-    store = EventStore.open(tmp_path / "events.db")
-    store.append(
-        [
-            Delivery("wh_1", "invoice.created", None, 1, "x", "t=1,v1=x", b"{}", ()),
-            Delivery("wh_2", "customer.deleted", None, 1, "x", "t=1,v1=y", b'{"id":"c"}', ()),
-        ]
-    )
-    store.close()
-    if projections_db == "empty file":  # as `serve` leaves it for a moment while creating it
-        (tmp_path / "projections.db").touch()
-    assert cli.main(["status", "--json", "--data-dir", str(tmp_path)], environ={}) == 0
-    report = json.loads(capsys.readouterr().out)
-    assert report["log"] == {
-        "events": 2,
-        "head": 2,
-        "last_delivery_at": "x",  # the received_at of the newest signed row
-        "unknown_type_events": 1,
-        "forget_records": 0,
-    }
-    assert report["sync"] == {"finished_at": None, "ok": None}
-    # Reading only: no projections.db is made, and every projection is still to be filled.
-    assert (tmp_path / "projections.db").exists() == (projections_db == "empty file")
-    assert {(p["position"], p["lag"], p["stale"]) for p in report["projections"]} == {(0, 2, False)}
