@@ -109,6 +109,7 @@ def measure(kind: str, log_path: Path, cache_dir: Path) -> Result:
             events.hardlink_to(log_path)
         except OSError:
             shutil.copyfile(log_path, events)
+        events.chmod(0o600)  # the product refuses a log that other users can read
         env = dict(os.environ)
         env.pop("BITBYBIT_DATA_DIR", None)
         if kind == "lean":

@@ -273,7 +273,13 @@ def forget(  # noqa: PLR0913 - what to forget, why, and how
     """Redact everything about the person after `after`, in the log, tables and files."""
     started = time.monotonic()
     with _locked(settings):
-        _refuse_stale(settings, projections)
+        if kind == "forget":
+            _refuse_stale(settings, projections)
+        else:
+            # A sweep redacts later deliveries, which a stale projection never applied
+            # (serve leaves it alone until a rebuild, which screens them): its tables
+            # hold none of them, and the others are re-folded as usual.
+            projections = _current(settings, projections)
         conn = secure(open_log(settings.events_path))
         try:
             with write_transaction(conn):
@@ -308,15 +314,24 @@ def _locked(settings: Settings) -> Iterator[None]:
 
 
 def _refuse_stale(settings: Settings, projections: Sequence[Projection]) -> None:
+    if names := _stale_names(settings, projections):
+        raise ForgetError(
+            f"projections {', '.join(names)} are stale (built by another version): "
+            "run rebuild first, so that their tables can be redacted exactly"
+        )
+
+
+def _current(settings: Settings, projections: Sequence[Projection]) -> list[Projection]:
+    names = set(_stale_names(settings, projections))
+    return [p for p in projections if p.NAME not in names]
+
+
+def _stale_names(settings: Settings, projections: Sequence[Projection]) -> list[str]:
     if not settings.projections_path.exists():
-        return
+        return []
     conn = projector.connect(settings.projections_path)
     try:
-        if names := stale(conn, projections):
-            raise ForgetError(
-                f"projections {', '.join(names)} are stale (built by another version): "
-                "run rebuild first, so that their tables can be redacted exactly"
-            )
+        return stale(conn, projections)
     finally:
         conn.close()
 

@@ -237,6 +237,29 @@ def test_a_later_update_is_never_shown_and_the_sweep_redacts_it(
     assert forget.sweep(Settings(data_dir=data_dir), discover()) == []
 
 
+def test_the_sweep_goes_on_while_a_projection_is_stale(data_dir: Path) -> None:
+    """A stale projection (awaiting rebuild after an upgrade) does not stop the sweep."""
+    assert _forget(data_dir, "--customer", FORGOTTEN, "--yes") == 0
+    later = customer(FORGOTTEN, ALICE | {"email": ALICE["later_email"]})
+    h = Harness(data_dir)
+    try:
+        h.send(
+            "customer.updated",
+            later | {"updatedAt": iso(T0 + 999)},
+            webhook_id="wh-alice-later",
+            timestamp=T0 + 999,
+        )
+    finally:
+        h.close()
+    with sqlite3.connect(data_dir / "projections.db") as conn:
+        conn.execute("UPDATE _projections SET version = version - 1 WHERE name = 'orders'")
+
+    reports = forget.sweep(Settings(data_dir=data_dir), discover())
+
+    assert [r.redacted for r in reports] == [1]
+    assert not any(form in _all_bytes(data_dir) for form in forms(ALICE["later_email"]))
+
+
 def test_dry_run_and_unknown_ids_change_no_byte(
     data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
