@@ -42,6 +42,10 @@ environment:
   BITBYBIT_LOG_LEVEL            debug, info, warning or error (default {_DEFAULTS.log_level})
   BITBYBIT_BODY_TIMEOUT_SECONDS  seconds a body may take to arrive after its headers \
 (default {_DEFAULTS.body_timeout_seconds})
+  BITBYBIT_API_KEY              Open API key for sync (BITBYBIT_API_KEY_FILE: a file holding it)
+  BITBYBIT_API_URL              Open API base URL (default {_DEFAULTS.api_url})
+  BITBYBIT_API_KEY_HEADER       header the key goes in (default {_DEFAULTS.api_key_header})
+  BITBYBIT_SYNC_EVERY           serve runs sync this often, e.g. 6h (default off)
 """
 
 

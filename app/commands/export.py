@@ -37,6 +37,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from app.ops import transfer  # noqa: PLC0415
 
     settings = settings_for(args, environ)
+    # Opening the log brings an earlier release's file up to date: a write.
+    settings.require_private_data_dir()
     try:
         written = transfer.export_to(settings.events_path, args.file)
     except (transfer.TransferError, OSError) as exc:

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     settings = settings_for(args, environ)
     settings.require_event_log()
     settings.require_private_data_dir()
-    configure_logging()
+    configure_logging(level=settings.log_level)
     selected = rebuild.select(discover(), args.projection)
     if args.check:
         differences = check.check(settings, selected)

@@ -31,7 +31,9 @@ def register(commands: Commands) -> None:
         "send-test writes nothing locally, the service at URL stores the deliveries.",
     )
     parser.add_argument(
-        "--url", default=DEFAULT_URL, help=f"the webhook endpoint (default {DEFAULT_URL})"
+        "--url",
+        help="the webhook endpoint (default http://BITBYBIT_HOST:BITBYBIT_PORT/webhooks, "
+        f"that is {DEFAULT_URL} unless those are set)",
     )
     parser.add_argument(
         "--event",
@@ -58,4 +60,5 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     settings = settings_for(args, environ)
     settings.require_secret()
     event_types = list(dict.fromkeys(args.event)) or list(EVENT_TYPES)
-    return sample_sender.run(args.url, settings.secrets[0], event_types, args.count)
+    url = args.url or f"http://{settings.host}:{settings.port}/webhooks"
+    return sample_sender.run(url, settings.secrets[0], event_types, args.count)

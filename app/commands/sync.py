@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from app.commands.common import add_command, settings_for
+from app.settings import DEFAULT_API_KEY_HEADER, DEFAULT_API_URL
 
 if TYPE_CHECKING:
     import argparse
@@ -30,9 +31,9 @@ def register(commands: Commands) -> None:
         "stopped pass resumes where it stopped. Message statuses are NOT covered: the "
         "Open API cannot read them back. Safe while serve runs; a second sync refuses. "
         "Needs BITBYBIT_API_KEY (or BITBYBIT_API_KEY_FILE) with READ on customers, "
-        "orders and products; BITBYBIT_API_URL (default "
-        "https://api.bitbybit.studio/customer/open/v1) and BITBYBIT_API_KEY_HEADER "
-        "(default x-api-key) choose between the API's documented alternatives. "
+        f"orders and products; BITBYBIT_API_URL (default {DEFAULT_API_URL}) and "
+        f"BITBYBIT_API_KEY_HEADER (default {DEFAULT_API_KEY_HEADER}) choose between the "
+        "API's documented alternatives. "
         "Exit 0 when the pass completed cleanly, 1 when it stopped or had problems.",
     )
     parser.add_argument(
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from app.sync.state import SyncBusyError  # noqa: PLC0415
 
     settings = settings_for(args, environ)
-    configure_logging()
+    configure_logging(level=settings.log_level)
     if args.check:
         checked = asyncio.run(runner.run_check(settings))
         if args.json:

@@ -258,4 +258,7 @@ async def metrics(request: web.Request) -> web.Response:
     """`GET /metrics`: Prometheus text format."""
     app = request.app
     await app[PROJECTOR].report()
-    return web.Response(body=app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    # Rendered on a thread: some collectors read SQLite files (the last sync, the last
+    # delivery) as they are scraped, which must not hold up the deliveries.
+    body = await asyncio.to_thread(app[METRICS].render)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

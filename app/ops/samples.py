@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from app.instants import format_instant
+from app.settings import Settings
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 # Where `serve` listens by default, so `send-test` works with no options.
-DEFAULT_URL = "http://127.0.0.1:8080/webhooks"
+DEFAULT_URL = f"http://{Settings().host}:{Settings().port}/webhooks"
 
 CUSTOMER_ID = "cust_sendtest01"
 ORDER_ID = "order_sendtest01"

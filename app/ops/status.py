@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 def collect(settings: Settings) -> dict[str, object]:
     """The SPEC's status object: `{"log": {...}, "projections": [...], "sync": {...}}`.
 
-    Beside the SPEC's keys, `"files"`: the data directory's permissions.
+    Beside the SPEC's keys: `"files"` (the data directory's permissions), and in `"log"`
+    `unknown_type_events` and `forget_records`.
 
     Reads only: both files are opened read-only, and a projections.db that `serve` has
     not made yet (missing, or not yet holding its bookkeeping) is reported as projections

@@ -21,6 +21,7 @@ import structlog
 from app.eventlog.reads import LogReader
 from app.logging_setup import configure_logging
 from app.projection import projector
+from app.settings import Settings
 from projections import discover
 
 if TYPE_CHECKING:
@@ -97,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Projecting can wait; deliveries cannot. Under load the endpoint gets the cores
     # first, and the follower catches up with whatever time is left.
     os.nice(NICENESS)
-    configure_logging()
+    # `serve` hands on its log level (flag or environment) in the environment.
+    configure_logging(level=os.environ.get("BITBYBIT_LOG_LEVEL") or Settings().log_level)
     follow(Path(args[0]), sys.stdin.fileno())
     return 0
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import sqlite3
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -145,6 +146,7 @@ class ProjectorSupervisor:
                 "app.projection.follower",
                 str(self._settings.data_dir),
                 stdin=asyncio.subprocess.PIPE,
+                env={**os.environ, "BITBYBIT_LOG_LEVEL": self._settings.log_level},
                 # A process group of its own: a Ctrl-C on a terminal reaches the foreground
                 # group, that is `serve`, which then stops the follower by closing its
                 # stdin. Had the follower got the SIGINT too, it would die with a traceback

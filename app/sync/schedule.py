@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -56,10 +57,16 @@ class SyncScheduler:
         while True:
             await self._sleep(self._due_in())
             before = last_run(self._settings.data_dir)
+            settings = self._settings
+            shared = ["--allow-shared-data-dir"] if settings.allow_shared_data_dir else []
             self._process = await asyncio.create_subprocess_exec(
                 *(sys.executable, "-m", "app", "sync"),
-                *("--data-dir", str(self._settings.data_dir), "--json"),
+                *("--data-dir", str(settings.data_dir), "--json", *shared),
                 stdin=asyncio.subprocess.DEVNULL,
+                # Its report is in sync.db and in the line logged below (--json keeps its
+                # progress quiet); what it logs joins serve's log, at serve's level.
+                stdout=asyncio.subprocess.DEVNULL,
+                env={**os.environ, "BITBYBIT_LOG_LEVEL": settings.log_level},
                 # Its own process group, like the follower: a Ctrl-C reaches serve, which
                 # then stops the pass (a stopped pass resumes next time).
                 process_group=0,
