@@ -66,4 +66,10 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         # Snapshots `sync` wrote: they carry no signature, so there is none to check.
         checked = " (not verified: they have no signature)" if args.verify else ""
         print(f"{report.unsigned} of them unsigned sync snapshots{checked}")
+    if report.redacted:
+        # Rewritten by `forget`: the export says so, and this log records it the same way.
+        print(
+            f"{report.redacted} of them redacted by forget (not verified: a redacted body "
+            "no longer matches its signature, by design)"
+        )
     return 1 if report.refused else 0

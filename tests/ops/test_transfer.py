@@ -259,6 +259,28 @@ class TestImport:
         assert _import(target, exported, "--verify") == 0
         assert len(_events(target)) == len(SAMPLE)
 
+    def test_verify_reports_forgotten_rows_as_redacted_not_forged(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """After `forget`, really signed rows no longer match: imported, counted as redacted."""
+        source = tmp_path / "source"
+        _populate(source)
+        assert (
+            cli.main(["forget", "--customer", "cust_1", "--yes", "--data-dir", str(source)], {})
+            == 0
+        )
+        exported = tmp_path / "log.jsonl"
+        _export(source, exported)
+        capsys.readouterr()
+        target = tmp_path / "target"
+        assert _import(target, exported, "--verify") == 0
+        assert "redacted" in capsys.readouterr().out
+        assert len(_events(target)) == len(SAMPLE)
+        with sqlite3.connect(target / "events.db") as conn:
+            marked = conn.execute("SELECT COUNT(*) FROM redactions").fetchone()[0]
+        assert marked >= 1
+        assert b"jo@example.com" not in exported.read_bytes()
+
     def test_verify_refuses_a_tampered_line(
         self, tmp_path: Path, exported: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
