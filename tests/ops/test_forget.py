@@ -204,9 +204,8 @@ def test_an_older_log_gets_the_narrow_trigger_in_place_of_the_blanket_one(tmp_pa
     assert triggers == {"events_refuse_update_unless_redacted", "events_refuse_delete"}
 
 
-def test_a_later_update_is_never_shown_and_the_sweep_redacts_it(
-    data_dir: Path, tmp_path: Path
-) -> None:
+def _forget_then_deliver_a_later_update(data_dir: Path) -> None:
+    """Forget the customer, then take (and project) a later update about them."""
     assert _forget(data_dir, "--customer", FORGOTTEN, "--yes") == 0
     later = customer(FORGOTTEN, ALICE | {"email": ALICE["later_email"]})
     h = Harness(data_dir)
@@ -219,6 +218,12 @@ def test_a_later_update_is_never_shown_and_the_sweep_redacts_it(
         )
     finally:
         h.close()
+
+
+def test_a_later_update_is_never_shown_and_the_sweep_redacts_it(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    _forget_then_deliver_a_later_update(data_dir)
     projections = data_dir / "projections.db"
     assert _rows(
         projections, "SELECT email, updated_at FROM customers WHERE id = 'cust_alice'"
@@ -239,18 +244,7 @@ def test_a_later_update_is_never_shown_and_the_sweep_redacts_it(
 
 def test_the_sweep_goes_on_while_a_projection_is_stale(data_dir: Path) -> None:
     """A stale projection (awaiting rebuild after an upgrade) does not stop the sweep."""
-    assert _forget(data_dir, "--customer", FORGOTTEN, "--yes") == 0
-    later = customer(FORGOTTEN, ALICE | {"email": ALICE["later_email"]})
-    h = Harness(data_dir)
-    try:
-        h.send(
-            "customer.updated",
-            later | {"updatedAt": iso(T0 + 999)},
-            webhook_id="wh-alice-later",
-            timestamp=T0 + 999,
-        )
-    finally:
-        h.close()
+    _forget_then_deliver_a_later_update(data_dir)
     with sqlite3.connect(data_dir / "projections.db") as conn:
         conn.execute("UPDATE _projections SET version = version - 1 WHERE name = 'orders'")
 
