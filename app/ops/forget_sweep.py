@@ -61,6 +61,9 @@ async def sweeping(
         while True:
             try:
                 await loop.run_in_executor(executor, sweep_once, settings, projections)
+            except forget.ForgetError as exc:
+                # A rebuild holds the lock: the next sweep picks up where this one would.
+                log.warning("forget_sweep_postponed", reason=str(exc))
             except Exception:
                 log.exception("forget_sweep_failed")
             await asyncio.sleep(every)

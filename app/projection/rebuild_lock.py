@@ -19,6 +19,10 @@ class RebuildError(Exception):
 @contextlib.contextmanager
 def exclusive(data_dir: Path) -> Iterator[None]:
     """Hold the data directory's rebuild lock; a second rebuild refuses at once."""
-    busy = RebuildError(f"another rebuild is running on {data_dir}; wait for it to finish")
+    # `forget` and serve's forget sweep hold it too: the scratch copies would hold what
+    # they erase.
+    busy = RebuildError(
+        f"another rebuild, or a forget, is running on {data_dir}; wait for it to finish"
+    )
     with holding(data_dir / "rebuild.lock", busy):
         yield
