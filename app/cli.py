@@ -25,7 +25,7 @@ from app.commands import (
     sync,
 )
 from app.commands.common import ENVIRONMENT_HELP, Command
-from app.eventlog.private_files import PRIVATE_UMASK
+from app.files import PRIVATE_UMASK
 from app.projection.rebuild import RebuildError
 from app.settings import SettingsError
 

@@ -9,7 +9,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.eventlog import private_files
+from app import files
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -89,7 +89,7 @@ class Settings:
         Every command that writes the data directory calls this first (SPEC §4): the
         files hold personal data, and the message says which `chmod` fixes each path.
         """
-        found = private_files.exposures(self.data_dir, shared=self.allow_shared_data_dir)
+        found = files.exposures(self.data_dir, shared=self.allow_shared_data_dir)
         if not found:
             return
         allowed = (
@@ -211,7 +211,7 @@ def require_private_secret_file(path: Path, variable: str) -> None:
     left to the reader, which says it cannot be read.
     """
     try:
-        exposure = private_files.secret_file_exposure(path)
+        exposure = files.secret_file_exposure(path)
     except FileNotFoundError:
         return
     if exposure is not None:

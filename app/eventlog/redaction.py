@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from app.eventlog.rows import StoredEvent
-from app.eventlog.sqlite import write_transaction
+from app.sqlite import write_transaction
 
 if TYPE_CHECKING:
     import sqlite3

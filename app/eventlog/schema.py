@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from app.eventlog import redaction, signature_memory
-from app.eventlog.private_files import make_private_dir
-from app.eventlog.sqlite import connect, write_transaction
+from app.files import make_private_dir
+from app.sqlite import connect, write_transaction
 
 if TYPE_CHECKING:
     import sqlite3

@@ -17,7 +17,7 @@ from app.eventlog import signature_memory
 from app.eventlog.reads import SELECT_HEAD, LogReader
 from app.eventlog.rows import ROW_COLUMN_LIST, Delivery
 from app.eventlog.schema import BUSY_TIMEOUT_MS
-from app.eventlog.sqlite import rollback_if_open
+from app.sqlite import rollback_if_open
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence

@@ -10,9 +10,9 @@ from aiohttp import web
 
 from app.eventlog.group_commit import GroupCommitWriter
 from app.eventlog.ingest import Ingest
-from app.eventlog.private_files import make_private_dir
 from app.eventlog.signature import Verifier
 from app.eventlog.store import EventStore
+from app.files import make_private_dir
 from app.http import views
 from app.http.keys import INGEST, METRICS, PROJECTOR, SETTINGS
 from app.metrics import Metrics

@@ -16,7 +16,7 @@ import os
 import sqlite3
 from typing import TYPE_CHECKING
 
-from app.ops.readonly import connect_read_only
+from app.sqlite import connect_read_only
 
 if TYPE_CHECKING:
     from pathlib import Path

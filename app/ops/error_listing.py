@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from app.ops import terminal
+from app import terminal
 from app.ops.projection_errors import recorded
 from app.ops.transfer import to_line
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
+from app import terminal
 from app.instants import format_instant
-from app.ops import deliveries, terminal
-from app.ops.readonly import connect_read_only
+from app.ops import deliveries
 from app.ops.webhook_headers import bitbybit_headers
+from app.sqlite import connect_read_only
 
 if TYPE_CHECKING:
     from pathlib import Path

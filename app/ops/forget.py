@@ -38,11 +38,11 @@ from app.eventlog import personal, redaction
 from app.eventlog.reads import LogReader
 from app.eventlog.schema import BUSY_TIMEOUT_MS, open_log
 from app.eventlog.scrub import ScrubError, scrub, secure
-from app.eventlog.sqlite import write_transaction
 from app.instants import format_instant
 from app.projection import projector
 from app.projection.rebuild_lock import RebuildError, exclusive
 from app.projection.refold import StaleProjectionError, refold, stale
+from app.sqlite import write_transaction
 
 if TYPE_CHECKING:
     import sqlite3

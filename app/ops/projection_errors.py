@@ -6,7 +6,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from app.eventlog.rows import StoredEvent
-from app.ops.readonly import connect_read_only
+from app.sqlite import connect_read_only, read_only_uri
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -49,7 +49,7 @@ def recorded(
         ).fetchone()
         if not has_table:
             return []
-        conn.execute("ATTACH DATABASE ? AS log", (f"{events_path.resolve().as_uri()}?mode=ro",))
+        conn.execute("ATTACH DATABASE ? AS log", (read_only_uri(events_path),))
         return [
             ProjectionError(
                 projection=row[0],

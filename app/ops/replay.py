@@ -23,9 +23,9 @@ import aiohttp
 
 from app.eventlog.signature import sign
 from app.ops import deliveries
-from app.ops.readonly import connect_read_only
 from app.ops.sample_sender import answer_line, client_session, post_delivery
 from app.ops.webhook_headers import request_headers
+from app.sqlite import connect_read_only
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from app.eventlog import private_files, redaction
+from app import files as private_files
+from app.eventlog import redaction
 from app.eventlog.reads import LogReader
-from app.ops.readonly import connect_read_only
 from app.projection import projector
+from app.sqlite import connect_read_only
 from app.sync.state import last_run
 from projections import discover
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import structlog
 
-from app.eventlog import sqlite
+from app import sqlite
 from app.eventlog.screen import Screen
 from projections import write_changes
 

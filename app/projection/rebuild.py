@@ -24,9 +24,9 @@ from typing import IO, TYPE_CHECKING
 from app.eventlog.reads import LogReader
 from app.projection import projector as projector_module
 from app.projection import scratch as scratch_module
-from app.projection.progress import Progress
 from app.projection.rebuild_lock import RebuildError, exclusive
 from app.projection.switch import switch
+from app.terminal import Progress
 from projections import discover
 
 if TYPE_CHECKING:
@@ -75,7 +75,8 @@ def rebuild(
         main = projector_module.connect(settings.projections_path)
         try:
             head = store.head()
-            progress = Progress(head, stream)
+            progress = Progress(stream, event="rebuild_progress")
+            progress.begin(total=head)
             built = _build_in_parallel(settings, projections, paths, head, progress)
             progress.finish()
             switch(main, store, projections, paths, built)

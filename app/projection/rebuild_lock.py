@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
-from app.eventlog.lock_files import holding
+from app.files import holding
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from app.eventlog import sqlite
+from app import sqlite
 from app.eventlog.screen import Screen
 from app.projection import projector as projector_module
 

@@ -23,6 +23,7 @@ import structlog
 
 from app.eventlog.reads import SELECT_HEAD, LogReader
 from app.projection import projector as projector_module
+from app.sqlite import read_only_uri
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -120,7 +121,7 @@ class ProjectorSupervisor:
 
     async def _open_readers(self) -> None:
         events_uri, projections_uri = (
-            f"{path.resolve().as_uri()}?mode=ro"
+            read_only_uri(path)
             for path in (self._settings.events_path, self._settings.projections_path)
         )
         events = await _connect_read_only(events_uri)

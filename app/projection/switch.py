@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from app.eventlog.sqlite import rollback_if_open
 from app.projection import projector as projector_module
 from app.projection import scratch as scratch_module
+from app.sqlite import rollback_if_open
 
 if TYPE_CHECKING:
     import sqlite3

@@ -9,8 +9,9 @@ not depend on whether the projections are current.
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 from typing import TYPE_CHECKING
+
+from app.sqlite import connect_read_only
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -33,7 +34,7 @@ class Known:
 
 def known(events_path: Path, kind: Kind) -> Known:
     """One scan of the log's events of `kind`, read-only."""
-    conn = sqlite3.connect(f"{events_path.resolve().as_uri()}?mode=ro", uri=True)
+    conn = connect_read_only(events_path)
     types = kind.event_types
     marks = ",".join("?" * len(types))
     deleted_marks = ",".join("?" * len(kind.deleted_types))

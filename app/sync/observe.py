@@ -14,6 +14,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from app.eventlog.reads import LogReader
+from app.sqlite import read_only_uri
 from app.sync.state import last_run
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ def last_delivery_at(settings: Settings) -> str | None:
     """The last accepted webhook delivery, read-only; None without a log or a delivery."""
     if not settings.events_path.exists():
         return None
-    uri = f"{settings.events_path.resolve().as_uri()}?mode=ro"
+    uri = read_only_uri(settings.events_path)
     store = LogReader(sqlite3.connect(uri, uri=True))
     try:
         return store.last_delivery_at()

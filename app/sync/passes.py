@@ -35,9 +35,9 @@ if TYPE_CHECKING:
     from app.eventlog.rows import Delivery
     from app.eventlog.store import EventStore
     from app.sync.client import OpenApiClient, Page
-    from app.sync.progress import Progress
     from app.sync.snapshots import Kind
     from app.sync.state import SyncState
+    from app.terminal import Progress
 
 # `GET /products` answering one of these means "no such endpoint": fall back to ids.
 _NO_LIST = frozenset({404, 405})
@@ -126,7 +126,7 @@ class SyncPass:
                 entities.read += len(page.items)
                 cursor.page = number + 1
                 await self._in_thread(self._commit, batch, batch.keys, cursor, report, mirror)
-                self._progress.advance(f"page {number}", len(page.items), page.total)
+                self._progress.advance(len(page.items), f"page {number}", page.total)
                 if pending is None:
                     break
                 page, pending = await pending, None
@@ -203,7 +203,7 @@ class SyncPass:
             # Every id checked is remembered, whatever it answered: a resumed pass does
             # not ask again, and a problem is in the report.
             await self._in_thread(self._commit, batch, chunk, cursor, report, mirror)
-            self._progress.advance(f"{start + len(chunk)}/{len(candidates)}", len(chunk), None)
+            self._progress.advance(len(chunk), f"{start + len(chunk)}/{len(candidates)}")
 
     async def _fetch_each(
         self, kind: Kind, keys: list[str], entities: KindReport

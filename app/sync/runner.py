@@ -12,8 +12,8 @@ from app.eventlog.store import EventStore
 from app.sync import check as check_module
 from app.sync.client import Endpoint, OpenApiClient, Policy
 from app.sync.passes import SyncPass
-from app.sync.progress import Progress
 from app.sync.state import SyncState, exclusive
+from app.terminal import Progress
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -50,7 +50,11 @@ async def run_pass(
         try:
             async with _session() as session:
                 client = OpenApiClient(session, endpoint, policy)
-                progress = Progress(sys.stderr if stream is None else stream, log_lines=log_lines)
+                progress = Progress(
+                    sys.stderr if stream is None else stream,
+                    event="sync_progress",
+                    log_lines=log_lines,
+                )
                 return await SyncPass(client, store, state, settings.events_path, progress).run(
                     kinds
                 )

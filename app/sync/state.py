@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from app.eventlog.lock_files import holding
-from app.eventlog.sqlite import connect, write_transaction
+from app.files import holding
+from app.sqlite import connect, connect_read_only, write_transaction
 from app.sync import report as report_module
 
 if TYPE_CHECKING:
@@ -166,7 +166,7 @@ def last_run(data_dir: Path) -> Report | None:
     path = state_path(data_dir)
     if not path.exists():
         return None
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    conn = connect_read_only(path)
     try:
         row = conn.execute("SELECT report FROM runs ORDER BY id DESC LIMIT 1").fetchone()
     except sqlite3.OperationalError:  # the tables are not there yet

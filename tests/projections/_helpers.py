@@ -7,8 +7,8 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import projections
-from app.eventlog.private_files import make_private_dir
 from app.eventlog.store import AppendResult, EventStore
+from app.files import make_private_dir
 from app.instants import format_instant
 from app.projection.projector import Projector, connect
 from tests._helpers import T0, delivery

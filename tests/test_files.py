@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from app.eventlog import private_files
+from app import files
 from app.eventlog.schema import open_log
 
 if TYPE_CHECKING:
@@ -55,17 +55,17 @@ class TestCreation:
         """An operator's directory is checked elsewhere, never changed behind their back."""
         shared = tmp_path / "shared"
         shared.mkdir(mode=0o750)
-        private_files.make_private_dir(shared)
+        files.make_private_dir(shared)
         assert mode(shared) == 0o750
 
     def test_create_private_file_refuses_an_existing_file(self, tmp_path: Path) -> None:
         """Exclusive creation: a backup's target is never overwritten."""
         target = tmp_path / "backup.db"
-        private_files.create_private_file(target)
+        files.create_private_file(target)
         assert mode(target) == 0o600
         target.write_bytes(b"kept")
         with pytest.raises(FileExistsError):
-            private_files.create_private_file(target)
+            files.create_private_file(target)
         assert target.read_bytes() == b"kept"
 
     def test_open_private_narrows_an_existing_file(self, tmp_path: Path) -> None:
@@ -73,7 +73,7 @@ class TestCreation:
         lock = tmp_path / "rebuild.lock"
         lock.write_bytes(b"old")
         lock.chmod(0o644)
-        with private_files.open_private(lock) as out:
+        with files.open_private(lock) as out:
             out.write(b"new")
         assert (mode(lock), lock.read_bytes()) == (0o600, b"new")
 
@@ -88,7 +88,7 @@ def _exposed(tmp_path: Path, dir_mode: int, file_mode: int, *, shared: bool) -> 
     (data_dir / "events.db").touch()
     (data_dir / "events.db").chmod(file_mode)
     data_dir.chmod(dir_mode)
-    return {e.path.name: e.fix for e in private_files.exposures(data_dir, shared=shared)}
+    return {e.path.name: e.fix for e in files.exposures(data_dir, shared=shared)}
 
 
 @pytest.mark.parametrize(
@@ -116,7 +116,7 @@ def test_exposures_name_the_chmod_that_fixes_each_path(
 
 def test_a_missing_data_dir_exposes_nothing(tmp_path: Path) -> None:
     """The product will create it private."""
-    assert private_files.exposures(tmp_path / "not-yet") == []
+    assert files.exposures(tmp_path / "not-yet") == []
 
 
 @pytest.mark.parametrize(("file_mode", "refused"), [(0o600, False), (0o400, False), (0o640, True)])
@@ -127,7 +127,7 @@ def test_secret_file_may_be_read_by_its_owner_only(
     secret = tmp_path / "secret"
     secret.touch()
     secret.chmod(file_mode)
-    exposure = private_files.secret_file_exposure(secret)
+    exposure = files.secret_file_exposure(secret)
     assert (exposure is not None) == refused
     if exposure is not None:
         assert exposure.fix == f"chmod 600 {secret}"

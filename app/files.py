@@ -1,4 +1,4 @@
-"""Data at rest stays private: the product's files are its user's alone (SPEC §4).
+"""The product's files: private to its user (SPEC §4), and the lock files in the data directory.
 
 The log and the projections hold customers' names, addresses and messages. So a data
 directory the product creates is 0700 and every file it writes is 0600, whatever the
@@ -12,19 +12,24 @@ rather than quietly changing them: `exposures` and `secret_file_exposure` find t
 each `Exposure` names the `chmod` that fixes it. A shared directory (group may read,
 never write; others nothing) is accepted only when the operator asks for it.
 
+A lock file (one rebuild, one sync at a time) is refused rather than queued; an `flock`
+goes with the process, so a killed holder leaves the file, never the lock.
+
 This module is a leaf, importable by every layer: it knows files, not settings.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import os
 import shlex
 import stat
 from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
     from pathlib import Path
 
 PRIVATE_UMASK = 0o077
@@ -158,3 +163,15 @@ def _exposure(path: Path, mode: int, *, is_dir: bool, shared: bool) -> Exposure 
         fix_mode=shareable if shared else private,
         shared_only=within_shared,
     )
+
+
+@contextlib.contextmanager
+def holding(lock: Path, busy: Exception) -> Iterator[None]:
+    """Hold the lock file `lock` (in a private directory); raise `busy` if it is held."""
+    make_private_dir(lock.parent)
+    with open_private(lock) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy from None
+        yield

@@ -1,9 +1,13 @@
-"""How this product opens SQLite and runs a write transaction: one helper each.
+"""How this product opens SQLite: for writing, read-only, and a write transaction.
 
 Both files (the log and the projections) are WAL databases with explicit transactions
 (`isolation_level=None`): every write transaction is a `BEGIN IMMEDIATE`, which takes
 the write lock up front, so a transaction never fails halfway on a lock it could not
 upgrade.
+
+Commands that only look (status, events, backup, sync's reads) open the files with
+`mode=ro`: nothing can be written, and the WAL's newest commits show. Not `immutable=1`:
+that skips the `-wal` file, so a live log would look older than it is, or empty.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.eventlog.private_files import create_private_file
+from app.files import create_private_file
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -59,3 +63,13 @@ def rollback_if_open(conn: sqlite3.Connection) -> None:
     """
     if conn.in_transaction:
         conn.execute("ROLLBACK")
+
+
+def read_only_uri(path: Path) -> str:
+    """The URI that opens `path` read-only (for `sqlite3`, `aiosqlite` and `ATTACH`)."""
+    return f"{path.resolve().as_uri()}?mode=ro"
+
+
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection to `path` that can write nothing and sees the WAL's newest commits."""
+    return sqlite3.connect(read_only_uri(path), uri=True)
