@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from deliveries import Generator  # bench/deliveries.py, beside this script
 
-from app.eventlog.signature import sign
+from app.webhooks.signature import sign
 
 if TYPE_CHECKING:
     from deliveries import Generated

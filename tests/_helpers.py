@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 
 from app.eventlog.rows import Delivery
-from app.eventlog.signature import compute_digest
 from app.instants import format_instant
+from app.webhooks.signature import compute_digest
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 import hypothesis
 import pytest
 
-from app.eventlog.signature import sign
 from app.http.main import create_app
 from app.settings import Settings
+from app.webhooks.signature import sign
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

@@ -17,7 +17,8 @@ import pytest
 
 from app import cli
 from app.eventlog.store import EventStore
-from app.ops import samples, transfer
+from app.ops import transfer
+from app.webhooks import samples
 from tests._helpers import wait_until
 from tests._serve import ROOT, ServeProcess, app_env
 from tests.conftest import SECRET, signed_headers

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from app.commands.common import add_command, positive_int, settings_for
 
 # Only the samples' names: the HTTP client is imported when send-test runs.
-from app.ops.samples import DEFAULT_URL, EVENT_TYPES
+from app.webhooks.samples import DEFAULT_URL, EVENT_TYPES
 
 if TYPE_CHECKING:
     import argparse

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from app.eventlog.ingest import Ingest
 from app.metrics import Metrics
 from app.projection.supervisor import ProjectorSupervisor
 from app.settings import Settings
+from app.webhooks.delivery import Ingest
 
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)

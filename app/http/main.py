@@ -9,8 +9,6 @@ import structlog
 from aiohttp import web
 
 from app.eventlog.group_commit import GroupCommitWriter
-from app.eventlog.ingest import Ingest
-from app.eventlog.signature import Verifier
 from app.eventlog.store import EventStore
 from app.files import make_private_dir
 from app.http import views
@@ -20,6 +18,8 @@ from app.ops.forget_sweep import sweeping
 from app.projection.supervisor import ProjectorSupervisor
 from app.sync.observe import SyncCollector
 from app.sync.schedule import SyncScheduler
+from app.webhooks.delivery import Ingest
+from app.webhooks.signature import Verifier
 from projections import discover
 
 if TYPE_CHECKING:

@@ -11,11 +11,11 @@ import msgspec
 import structlog
 from aiohttp import hdrs, web
 
-from app.eventlog.ingest import DeliveryHeaders, RejectedError
 from app.eventlog.store import Outcome, StoreUnavailableError
 from app.http.keys import INGEST, METRICS, PROJECTOR, SETTINGS
 from app.logging_setup import log_delivery
 from app.metrics import CONTENT_TYPE_LATEST
+from app.webhooks.delivery import DeliveryHeaders, RejectedError
 
 if TYPE_CHECKING:
     from aiohttp.typedefs import Handler
@@ -25,6 +25,21 @@ if TYPE_CHECKING:
 log = structlog.get_logger("app.webhook")
 
 _encode = msgspec.json.encode
+# The HTTP status of each refusal (SPEC §3): the protocol names the error, the view answers it.
+STATUS_OF = {
+    "payload_too_large": 413,
+    "unsupported_media_type": 415,
+    "missing_signature": 401,
+    "malformed_signature": 401,
+    "timestamp_out_of_tolerance": 401,
+    "invalid_signature": 401,
+    "missing_header": 400,
+    "malformed_header": 400,
+    "malformed_body": 400,
+    "body_timeout": 408,
+    "expectation_failed": 417,
+    "signature_replayed": 409,
+}
 # How long /readyz waits for its probe write to commit (another writer, such as an import,
 # may hold the log) before calling the log unavailable.
 PROBE_SECONDS = 2.0
@@ -91,7 +106,7 @@ def _rejected(
     """The answer to a refused delivery, with its metric and its log line."""
     metrics.rejections.labels(exc.code).inc()
     _log_delivery(headers, exc.code, started, level=logging.WARNING)
-    return _json(exc.status, {"error": exc.code, "detail": exc.detail})
+    return _json(STATUS_OF[exc.code], {"error": exc.code, "detail": exc.detail})
 
 
 async def _close_after(request: web.Request, response: web.Response) -> None:
@@ -124,24 +139,22 @@ async def _read_body(request: web.Request, limit: int, seconds: float) -> bytes:
         raise _too_large(limit) from None
     except TimeoutError:
         raise RejectedError(
-            408, "body_timeout", f"the body did not arrive within {seconds:g} s of the headers"
+            "body_timeout", f"the body did not arrive within {seconds:g} s of the headers"
         ) from None
     except web.RequestPayloadError:
         # A chunked or compressed body that does not decode as it claims to.
         raise RejectedError(
-            400, "malformed_body", "the body is not valid in its transfer or content encoding"
+            "malformed_body", "the body is not valid in its transfer or content encoding"
         ) from None
     # The exact header BitByBit sends skips aiohttp's parsing of parameters (charset=...).
     declared = request.headers.get(hdrs.CONTENT_TYPE)
     if declared != "application/json" and request.content_type != "application/json":
-        raise RejectedError(
-            415, "unsupported_media_type", "the Content-Type must be application/json"
-        )
+        raise RejectedError("unsupported_media_type", "the Content-Type must be application/json")
     return body
 
 
 def _too_large(limit: int) -> RejectedError:
-    return RejectedError(413, "payload_too_large", f"the body is larger than {limit} bytes")
+    return RejectedError("payload_too_large", f"the body is larger than {limit} bytes")
 
 
 _CLOSING_CODES = frozenset({"body_timeout", "malformed_body"})
@@ -173,9 +186,7 @@ async def expect_continue(request: web.Request) -> web.Response | None:
     limit = request.app[SETTINGS].max_body_bytes
     length = request.content_length
     if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
-        problem = RejectedError(
-            417, "expectation_failed", "only Expect: 100-continue is understood"
-        )
+        problem = RejectedError("expectation_failed", "only Expect: 100-continue is understood")
     elif length is not None and length > limit:
         problem = _too_large(limit)
     else:

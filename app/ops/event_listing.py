@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 from app import terminal
 from app.instants import format_instant
 from app.ops import deliveries
-from app.ops.webhook_headers import bitbybit_headers
 from app.sqlite import connect_read_only
+from app.webhooks.delivery import bitbybit_headers
 
 if TYPE_CHECKING:
     from pathlib import Path

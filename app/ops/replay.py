@@ -21,11 +21,11 @@ from typing import IO, TYPE_CHECKING
 
 import aiohttp
 
-from app.eventlog.signature import sign
 from app.ops import deliveries
 from app.ops.sample_sender import answer_line, client_session, post_delivery
-from app.ops.webhook_headers import request_headers
 from app.sqlite import connect_read_only
+from app.webhooks.delivery import request_headers
+from app.webhooks.signature import sign
 
 if TYPE_CHECKING:
     from pathlib import Path

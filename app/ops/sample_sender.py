@@ -17,10 +17,9 @@ from typing import IO, TYPE_CHECKING
 import aiohttp
 import msgspec
 
-from app.eventlog.ingest import ID_HEADER
-from app.eventlog.signature import sign
-from app.ops.samples import DEFAULT_URL, EVENT_TYPES, sample_body
-from app.ops.webhook_headers import request_headers
+from app.webhooks.delivery import ID_HEADER, request_headers
+from app.webhooks.samples import DEFAULT_URL, EVENT_TYPES, sample_body
+from app.webhooks.signature import sign
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -38,12 +38,12 @@ from typing import IO, TYPE_CHECKING, Literal
 
 import msgspec
 
-from app.eventlog.ingest import MAX_HEADER_LENGTH, identifier_problem
 from app.eventlog.reads import LogReader
 from app.eventlog.rows import Delivery
-from app.eventlog.signature import SignatureError, Verifier, parse_header
 from app.eventlog.store import EventStore, Outcome
 from app.files import open_private
+from app.webhooks.delivery import MAX_HEADER_LENGTH, identifier_problem
+from app.webhooks.signature import SignatureError, Verifier, parse_header
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence

@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from app.eventlog.signature import sign
 from app.projection.supervisor import ProjectorSupervisor
+from app.webhooks.signature import sign
 from tests._serve import ServeProcess
 from tests.conftest import SECRET, event_rows, log_rows, signed_headers
 from tests.http._raw import build_request, exchange, exchange_async

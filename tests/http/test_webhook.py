@@ -13,8 +13,8 @@ from structlog.testing import capture_logs
 
 from app.eventlog import reads as reads_module
 from app.eventlog import schema as schema_module
-from app.eventlog.ingest import parse_event_timestamp
 from app.settings import Settings
+from app.webhooks.delivery import parse_event_timestamp
 from projections import discover
 from tests._helpers import eventually
 from tests.conftest import (
@@ -595,7 +595,7 @@ class TestUnknownRoutes:
         def broken(*_args: object) -> None:
             raise ZeroDivisionError
 
-        monkeypatch.setattr("app.eventlog.ingest.parse_event_timestamp", broken)
+        monkeypatch.setattr("app.webhooks.delivery.parse_event_timestamp", broken)
         with capture_logs() as logs:
             status, answer = await post(client, BODY, signed_headers(BODY))
         assert (status, answer["error"]) == (500, "internal_error")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.eventlog.store import EventStore
 from app.ops import sample_sender
-from app.ops.samples import EVENT_TYPES
+from app.webhooks.samples import EVENT_TYPES
 from projections import discover
 from tests._helpers import wait_until
 from tests._populated import populate

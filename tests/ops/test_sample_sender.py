@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from app import cli
-from app.eventlog.signature import Verifier
 from app.http.main import create_app
 from app.ops import sample_sender
-from app.ops.samples import EVENT_TYPES, sample_body
+from app.webhooks.samples import EVENT_TYPES, sample_body
+from app.webhooks.signature import Verifier
 from tests._helpers import eventually
 from tests.conftest import OTHER_SECRET, SECRET, event_rows
 

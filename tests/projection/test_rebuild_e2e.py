@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from app.eventlog.signature import sign
+from app.webhooks.signature import sign
 from tests._helpers import DEADLINE_SECONDS, wait_until
 from tests._serve import ROOT, ServeProcess, app_env
 from tests.conftest import SECRET

@@ -1,8 +1,9 @@
-"""Receiving one delivery: verify it, check its headers, append it to the log.
+"""One delivery: BitByBit's headers and their rules, then verify it and append it to the log.
 
 Knows nothing of HTTP: the view reads the headers through `DeliveryHeaders.read`, hands
-them and the raw body over, and maps the errors (`RejectedError`,
-`StoreUnavailableError`) to answers.
+them and the raw body over, and maps the errors (`RejectedError`'s code,
+`StoreUnavailableError`) to answers. Senders (`send-test`, `replay`) build their
+headers here too, so what is sent is what is read.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import re
 from typing import TYPE_CHECKING
 
 from app.eventlog.rows import Delivery
-from app.eventlog.signature import SignatureError, Verifier
 from app.eventlog.store import AppendResult, Outcome
 from app.instants import format_instant
+from app.webhooks.signature import SignatureError, Verifier
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -31,12 +32,14 @@ MAX_TIMESTAMP_DIGITS = 18
 _INTEGER = re.compile(rf"-?[0-9]{{1,{MAX_TIMESTAMP_DIGITS}}}")
 
 
-class RejectedError(Exception):
-    """A delivery refused before anything was stored; carries the SPEC's status and code."""
+USER_AGENT = "BitByBit-Webhooks/1.0"
 
-    def __init__(self, status: int, code: str, detail: str) -> None:
+
+class RejectedError(Exception):
+    """A delivery refused before anything was stored: the SPEC's error code, and why."""
+
+    def __init__(self, code: str, detail: str) -> None:
         super().__init__(detail)
-        self.status = status
         self.code = code
         self.detail = detail
 
@@ -97,8 +100,8 @@ _DELIVERY_HEADERS = (ID_HEADER, EVENT_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER
 def _unprintable(name: str) -> RejectedError:
     detail = f"the {name} header holds bytes that are not printable ASCII"
     if name == SIGNATURE_HEADER:
-        return RejectedError(401, "malformed_signature", detail)
-    return RejectedError(400, "malformed_header", detail)
+        return RejectedError("malformed_signature", detail)
+    return RejectedError("malformed_header", detail)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -116,7 +119,7 @@ class Ingest:
         try:
             verified = self.verifier.verify(signature, body, now)
         except SignatureError as exc:
-            raise RejectedError(401, exc.code, exc.detail) from None
+            raise RejectedError(exc.code, exc.detail) from None
         delivery = Delivery(
             webhook_id=headers.required(ID_HEADER),
             event_type=headers.required(EVENT_HEADER),
@@ -130,7 +133,6 @@ class Ingest:
         result = await self.writer.append(delivery)
         if result.outcome is Outcome.SIGNATURE_REPLAYED:
             raise RejectedError(
-                409,
                 "signature_replayed",
                 "this signature was already accepted with a different event type",
             )
@@ -154,10 +156,10 @@ def _required_header(name: str, value: str | None) -> str:
     """A header that must be present, non-empty and at most 255 characters."""
     match identifier_problem(value):
         case "missing_header":
-            raise RejectedError(400, "missing_header", f"the {name} header is missing or empty")
+            raise RejectedError("missing_header", f"the {name} header is missing or empty")
         case "malformed_header":
             raise RejectedError(
-                400, "malformed_header", f"the {name} header is longer than {MAX_HEADER_LENGTH}"
+                "malformed_header", f"the {name} header is longer than {MAX_HEADER_LENGTH}"
             )
     assert value is not None  # noqa: S101 - identifier_problem refused None
     return value
@@ -172,3 +174,25 @@ def parse_event_timestamp(value: str | None) -> int | None:
     if not _INTEGER.fullmatch(value.strip()):
         return None
     return int(value)
+
+
+def bitbybit_headers(
+    webhook_id: str, event_type: str, event_timestamp: int | None, signature: str
+) -> dict[str, str]:
+    """The four `X-BitByBit-Webhook-*` headers; no timestamp header when there is none."""
+    headers = {ID_HEADER: webhook_id, EVENT_HEADER: event_type}
+    if event_timestamp is not None:
+        headers[TIMESTAMP_HEADER] = str(event_timestamp)
+    headers[SIGNATURE_HEADER] = signature
+    return headers
+
+
+def request_headers(
+    webhook_id: str, event_type: str, event_timestamp: int | None, signature: str
+) -> dict[str, str]:
+    """Everything BitByBit puts on a delivery's request: type, agent and its four headers."""
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        **bitbybit_headers(webhook_id, event_type, event_timestamp, signature),
+    }

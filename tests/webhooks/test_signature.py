@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.eventlog.signature import SignatureError, Verifier, compute_digest, parse_header, sign
+from app.webhooks.signature import SignatureError, Verifier, compute_digest, parse_header, sign
 from tests.conftest import OTHER_SECRET, SECRET
 
 NOW = 1_705_314_600

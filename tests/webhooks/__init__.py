@@ -1,0 +1,1 @@
+"""Tests of app.webhooks, one module per module there."""
