@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Self
 
 import msgspec
 
-from app.eventlog import redaction
+from app.eventlog import erasure
 from app.eventlog.rows import EVENT_COLUMN_LIST, StoredEvent
 from app.eventlog.schema import open_log
 
@@ -129,15 +129,15 @@ class LogReader:
 
     def forgotten_entities(self, after_row: int = 0) -> list[tuple[int, str, str]]:
         """(rowid, kind, key) of the entities a forget named, added after `after_row`."""
-        return redaction.forgotten_entities(self._conn, after_row)
+        return erasure.forgotten_entities(self._conn, after_row)
 
     def redacted_positions(self) -> set[int]:
         """The positions of the rows `forget` redacted."""
-        return redaction.redacted_positions(self._conn)
+        return erasure.redacted_positions(self._conn)
 
     def mark_redacted(self, webhook_ids: Iterable[str]) -> int:
         """Name the rows of `webhook_ids` in `redactions` (they came redacted); how many."""
-        return redaction.mark_imported(self._conn, webhook_ids)
+        return erasure.mark_imported(self._conn, webhook_ids)
 
     def iter_all(self, batch_size: int = 5000) -> Iterator[StoredEvent]:
         """Every event in position order, read in batches so memory stays flat."""

@@ -1,14 +1,15 @@
-"""The log's tables, their immutability triggers, and the moves from earlier releases' layout.
+"""Every table of `events.db`, its triggers, and the moves from earlier releases' layout.
 
 `open_log` is the one way into `events.db`: whoever opens it first creates it, or brings
-an earlier release's file up to date, before anything reads or writes.
+an earlier release's file up to date, before anything reads or writes. `DESCRIPTIONS`
+says what each table is for, beside its DDL (`explore` shows them).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from app.eventlog import redaction, signature_memory
+from app.eventlog.rows import StoredEvent
 from app.files import make_private_dir
 from app.sqlite import connect, write_transaction
 
@@ -27,7 +28,7 @@ CREATE TABLE IF NOT EXISTS events (
     signature TEXT NOT NULL,
     payload BLOB NOT NULL
 ) STRICT;
--- UPDATE is refused by the trigger of `app.eventlog.redaction`, which lets only a
+-- UPDATE is refused by the trigger below, which lets only a
 -- recorded redaction of a payload through.
 CREATE TRIGGER IF NOT EXISTS events_refuse_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'the event log is append-only: events cannot be deleted'); END;
@@ -55,6 +56,83 @@ CREATE TABLE IF NOT EXISTS conflicting_duplicates (
 ) STRICT;
 """
 
+# The signature memory (`app.eventlog.store.SignatureMemory`): which event type each
+# authentic digest is bound to, appended in log order and found by signing second.
+DIGESTS_DDL = """
+CREATE TABLE IF NOT EXISTS accepted_digests (
+    signed_at INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    position INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS accepted_digests_by_signed_at ON accepted_digests (signed_at);
+-- Append-only like the log itself; the memory below relies on rows never going away.
+CREATE TRIGGER IF NOT EXISTS accepted_digests_refuse_update BEFORE UPDATE ON accepted_digests
+BEGIN SELECT RAISE(ABORT, 'accepted digests are append-only: they cannot be updated'); END;
+CREATE TRIGGER IF NOT EXISTS accepted_digests_refuse_delete BEFORE DELETE ON accepted_digests
+BEGIN SELECT RAISE(ABORT, 'accepted digests are append-only: they cannot be deleted'); END;
+"""
+INSERT_DIGEST = (
+    "INSERT INTO accepted_digests (signed_at, digest, event_type, position) VALUES (?, ?, ?, ?)"
+)
+
+
+# The audit trail of `forget` (`app.eventlog.erasure`): four append-only tables, none with
+# a personal value in it. The trigger on `events` lets exactly one UPDATE through: of the
+# payload alone, to valid JSON, of a row that a `redactions` row names. It checks that
+# itself; there is no switch that turns it off. Every other UPDATE and every DELETE fails.
+OLD_UPDATE_TRIGGER = "events_refuse_update"
+UPDATE_TRIGGER = "events_refuse_update_unless_redacted"
+
+_APPEND_ONLY = """
+CREATE TRIGGER IF NOT EXISTS {table}_refuse_update BEFORE UPDATE ON {table}
+BEGIN SELECT RAISE(ABORT, '{table} is append-only: its rows cannot be updated'); END;
+CREATE TRIGGER IF NOT EXISTS {table}_refuse_delete BEFORE DELETE ON {table}
+BEGIN SELECT RAISE(ABORT, '{table} is append-only: its rows cannot be deleted'); END;
+"""
+_TABLES = """
+CREATE TABLE IF NOT EXISTS forget_records (
+    id INTEGER PRIMARY KEY,
+    forgotten_at TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('forget', 'sweep')),
+    events TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    head INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS redactions (
+    position INTEGER PRIMARY KEY,
+    forget_id INTEGER,
+    redacted_at TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS forgotten_entities (
+    kind TEXT NOT NULL CHECK (kind IN ('customer', 'order', 'message')),
+    key TEXT NOT NULL,
+    forget_id INTEGER NOT NULL,
+    PRIMARY KEY (kind, key)
+) STRICT;
+CREATE TABLE IF NOT EXISTS forget_sweeps (
+    id INTEGER PRIMARY KEY,
+    swept_at TEXT NOT NULL,
+    head INTEGER NOT NULL
+) STRICT;
+"""
+ERASURE_DDL = _TABLES + "".join(
+    _APPEND_ONLY.format(table=table)
+    for table in ("forget_records", "redactions", "forgotten_entities", "forget_sweeps")
+)
+# The columns a redaction leaves as they were: all but the payload.
+_KEPT_COLUMNS = tuple(name for name in StoredEvent.__struct_fields__ if name != "payload")
+EVENTS_UPDATE_TRIGGER = f"""
+CREATE TRIGGER IF NOT EXISTS {UPDATE_TRIGGER} BEFORE UPDATE ON events
+WHEN NOT EXISTS (SELECT 1 FROM redactions WHERE redactions.position = OLD.position)
+    OR {" OR ".join(f"NEW.{c} IS NOT OLD.{c}" for c in _KEPT_COLUMNS)}
+    OR NOT json_valid(CAST(NEW.payload AS TEXT))
+BEGIN SELECT RAISE(ABORT, 'the event log is append-only: events cannot be updated, \
+except the payload of a row named in redactions (python -m app forget)'); END;
+"""
+
+
 # How long a writer waits for another one (an import, a backup) to release the log.
 BUSY_TIMEOUT_MS = 30_000
 
@@ -68,8 +146,8 @@ def open_log(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
     make_private_dir(path.parent)
     conn = connect(path, synchronous=synchronous, timeout_seconds=BUSY_TIMEOUT_MS / 1000)
     conn.executescript(DDL)
-    conn.executescript(signature_memory.DDL)
-    redaction.install(conn)
+    conn.executescript(DIGESTS_DDL)
+    _install_erasure(conn)
     _move_digests_of_earlier_releases(conn)
     return conn
 
@@ -96,3 +174,22 @@ def _move_digests_of_earlier_releases(conn: sqlite3.Connection) -> None:
 
 def _has_old_digests(conn: sqlite3.Connection) -> bool:
     return bool(conn.execute("PRAGMA table_info(signature_digests)").fetchall())
+
+
+def _install_erasure(conn: sqlite3.Connection) -> None:
+    """Create the tables and the trigger; replace an earlier release's trigger in one step.
+
+    The new trigger exists before the old one goes, so at no moment may an UPDATE pass.
+    """
+    conn.executescript(ERASURE_DDL)
+    conn.executescript(EVENTS_UPDATE_TRIGGER)
+    if _has_trigger(conn, OLD_UPDATE_TRIGGER):
+        with write_transaction(conn):
+            conn.execute(f"DROP TRIGGER IF EXISTS {OLD_UPDATE_TRIGGER}")
+
+
+def _has_trigger(conn: sqlite3.Connection, name: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?", (name,)
+    ).fetchone()
+    return row is not None

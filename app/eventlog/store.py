@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
 
-from app.eventlog import signature_memory
 from app.eventlog.reads import SELECT_HEAD, LogReader
 from app.eventlog.rows import ROW_COLUMN_LIST, Delivery
-from app.eventlog.schema import BUSY_TIMEOUT_MS
+from app.eventlog.schema import BUSY_TIMEOUT_MS, INSERT_DIGEST
 from app.sqlite import rollback_if_open
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterable, Iterator, Sequence
 
 INSERT_EVENT = f"INSERT INTO events (position, {ROW_COLUMN_LIST}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 INSERT_CONFLICT = (
@@ -69,7 +68,7 @@ class EventStore(LogReader):
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         super().__init__(conn)
-        self._signatures = signature_memory.SignatureMemory()
+        self._signatures = SignatureMemory()
 
     def append(self, batch: Sequence[Delivery]) -> list[AppendResult]:
         """Append a batch in one transaction; one result per delivery, in order.
@@ -124,7 +123,7 @@ class EventStore(LogReader):
 
     def rollback(self) -> None:
         """Abandon the open transaction (if SQLite has not already), and what it took in."""
-        self._signatures.forget()
+        self._signatures.drop()
         rollback_if_open(self._conn)
 
     def append_in_transaction(self, batch: Sequence[Delivery]) -> list[AppendResult]:
@@ -180,7 +179,7 @@ class EventStore(LogReader):
                     digests.append((signed_at, digest, bound_type, at))
             results.append(AppendResult(outcome, at))
         _insert_rows(conn, INSERT_EVENT, events)
-        _insert_rows(conn, signature_memory.INSERT, digests)
+        _insert_rows(conn, INSERT_DIGEST, digests)
         self._signatures.appended(digests)
         _insert_rows(conn, INSERT_CONFLICT, conflicts)
         return results
@@ -206,6 +205,104 @@ class EventStore(LogReader):
         """The event types already logged under any of the batch's (signed_at, digest) keys."""
         keys = {(d.signed_at, digest) for d in batch for digest in d.digests}
         return self._signatures.event_types(self._conn, keys)
+
+
+class SignatureMemory:
+    """The accepted digests of the signing seconds looked up lately, by second.
+
+    BitByBit does not sign the event header, so the same signature under another event type
+    is a replay (SPEC §3). Every digest of an authentic delivery is a row of
+    `accepted_digests`, duplicates' included (BitByBit signs each retry anew, and a captured
+    retry must not come back as another type under a new id), appended in log order: a
+    table keyed by the digest put each new row on a random page, and those pages were half
+    of what every commit wrote. Rows are found by signing second instead (a replay carries
+    the same `t`), and the seconds being looked up are kept in memory, kept current at each
+    batch from the rows appended since (by this process or another, such as an import).
+
+    Used only inside the log's write transaction, which is what keeps it exact: no other
+    writer can append meanwhile, and each lookup first takes in every row appended since
+    the last one. A second not in memory is read from the table whole. What it took in
+    of a transaction that is then rolled back is not in the table: `drop` empties it.
+    """
+
+    # Live deliveries are signed within a second or two of now; a few more cover the
+    # stragglers. Memory holds at most this many seconds' worth of digests.
+    MAX_SECONDS = 16
+    MAX_CATCH_UP_ROWS = 10_000
+
+    def __init__(self) -> None:
+        self._seconds: dict[int, dict[str, str]] = {}
+        self._last_row = 0
+
+    def event_types(
+        self, conn: sqlite3.Connection, keys: Iterable[tuple[int, str]]
+    ) -> dict[tuple[int, str], str]:
+        """The event type each of the (signed_at, digest) `keys` was accepted with, if any."""
+        self._catch_up(conn)
+        found: dict[tuple[int, str], str] = {}
+        # By second: a batch spanning more seconds than memory holds reads each once.
+        for signed_at, digest in sorted(keys):
+            event_type = self._second(conn, signed_at).get(digest)
+            if event_type is not None:
+                found[signed_at, digest] = event_type
+        return found
+
+    def appended(self, rows: Iterable[tuple[int, str, str, int]]) -> None:
+        """Take in the rows this transaction just appended, right after `event_types`.
+
+        They follow the newest row that lookup took in (a rowid table numbers new rows
+        from its largest rowid up, and nobody else can append meanwhile), so the next
+        lookup need not read them back. Should the transaction roll back, `drop`.
+        """
+        for signed_at, digest, event_type, _position in rows:
+            self._take_in(signed_at, digest, event_type)
+            self._last_row += 1
+
+    def drop(self) -> None:
+        """Drop everything held; it is read from the table again as it is looked up."""
+        self._seconds.clear()
+
+    def _catch_up(self, conn: sqlite3.Connection) -> None:
+        rows = []
+        if self._seconds:
+            rows = conn.execute(
+                "SELECT rowid, signed_at, digest, event_type FROM accepted_digests "
+                "WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                (self._last_row, self.MAX_CATCH_UP_ROWS),
+            ).fetchall()
+        if not self._seconds or len(rows) == self.MAX_CATCH_UP_ROWS:
+            # Nothing held to update, or too much to take in (a large import ran): start
+            # afresh from the newest row, and read seconds again as they are looked up.
+            self._seconds.clear()
+            self._last_row = conn.execute(
+                "SELECT COALESCE(MAX(rowid), 0) FROM accepted_digests"
+            ).fetchone()[0]
+            return
+        for row, signed_at, digest, event_type in rows:
+            self._take_in(signed_at, digest, event_type)
+            self._last_row = row
+
+    def _take_in(self, signed_at: int, digest: str, event_type: str) -> None:
+        """Note an appended row in its second, if that second is held (else it is read whole)."""
+        second = self._seconds.get(signed_at)
+        if second is not None:
+            second.setdefault(digest, event_type)
+
+    def _second(self, conn: sqlite3.Connection, signed_at: int) -> dict[str, str]:
+        second = self._seconds.get(signed_at)
+        if second is None:
+            second = {}
+            rows = conn.execute(
+                "SELECT digest, event_type FROM accepted_digests "
+                "WHERE signed_at = ? ORDER BY rowid",
+                (signed_at,),
+            )
+            for digest, event_type in rows:
+                second.setdefault(digest, event_type)
+            if len(self._seconds) >= self.MAX_SECONDS:
+                del self._seconds[min(self._seconds)]
+            self._seconds[signed_at] = second
+        return second
 
 
 def _insert_rows(conn: sqlite3.Connection, insert: str, rows: Sequence[tuple[object, ...]]) -> None:

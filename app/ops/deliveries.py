@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from app.eventlog import redaction
+from app.eventlog import erasure
 from app.eventlog.rows import EVENT_COLUMN_LIST, StoredEvent
 from app.ops.transfer import to_line
 from projections import discover
@@ -126,7 +126,7 @@ def marks(event: StoredEvent, redacted: Collection[int] = frozenset()) -> tuple[
 def redacted_positions(conn: sqlite3.Connection) -> set[int]:
     """The positions `forget` rewrote; none in a log no release with forget has opened."""
     try:
-        return redaction.redacted_positions(conn)
+        return erasure.redacted_positions(conn)
     except sqlite3.OperationalError:
         return set()
 

@@ -4,7 +4,7 @@ Finding: their customer events and snapshots (by id); every event of each order 
 `customer.id` is theirs (an `order.updated` without the customer is still their order);
 every event of each message from or to one of their phone numbers (every `phoneNumber`
 and address `phone` of their customer and order events, plus `--phone`, compared as
-`personal.normalise_phone` writes them). The same search over the conflicting
+`erasure.normalise_phone` writes them). The same search over the conflicting
 duplicates kept aside.
 
 Erasing, in this order, holding the rebuild lock (so no rebuild copies the log meanwhile):
@@ -13,7 +13,7 @@ Erasing, in this order, holding the rebuild lock (so no rebuild copies the log m
    forgotten (the search runs again inside it for events that arrived meanwhile);
 2. the entities are deleted from the projections and folded again from the redacted
    log (`app.projection.refold`), so the tables equal a rebuild;
-3. both files are scrubbed (`app.eventlog.scrub`: VACUUM, WAL truncated) and leftover
+3. both files are scrubbed (`app.eventlog.erasure.scrub`: VACUUM, WAL truncated) and leftover
    rebuild scratch files removed.
 
 Deliveries arriving meanwhile wait for step 1 and for the VACUUM of `events.db` (the
@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from app.eventlog import personal, redaction
+from app.eventlog import erasure
+from app.eventlog.erasure import ScrubError, scrub, secure
 from app.eventlog.reads import LogReader
 from app.eventlog.schema import BUSY_TIMEOUT_MS, open_log
-from app.eventlog.scrub import ScrubError, scrub, secure
 from app.instants import format_instant
 from app.projection import projector
 from app.projection.rebuild_lock import RebuildError, exclusive
@@ -53,9 +53,9 @@ if TYPE_CHECKING:
 
 _TEXT = "CAST(payload AS TEXT)"
 _KINDS = (
-    ("customer", personal.CUSTOMER_TYPES, personal.CUSTOMER_KEY),
-    ("order", personal.ORDER_TYPES, personal.ORDER_KEY),
-    ("message", personal.MESSAGE_TYPES, personal.MESSAGE_KEY),
+    ("customer", erasure.CUSTOMER_TYPES, erasure.CUSTOMER_KEY),
+    ("order", erasure.ORDER_TYPES, erasure.ORDER_KEY),
+    ("message", erasure.MESSAGE_TYPES, erasure.MESSAGE_KEY),
 )
 
 
@@ -118,20 +118,20 @@ def find(
     after: int = 0,
 ) -> Plan:
     """Every row after `after` about `customer_id` and `phones` (and earlier forgets' ids)."""
-    conn.create_function("forget_phone", 1, personal.normalise_phone, deterministic=True)
+    conn.create_function("forget_phone", 1, erasure.normalise_phone, deterministic=True)
     head = int(conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0])
     known = _earlier_entities(conn, customer_id)
     orders = known["order"] | _keys(
-        conn, personal.ORDER_TYPES, personal.ORDER_KEY, f"json_extract({_TEXT}, ?) = ?",
-        (personal.ORDER_CUSTOMER_KEY, customer_id), after=after,
+        conn, erasure.ORDER_TYPES, erasure.ORDER_KEY, f"json_extract({_TEXT}, ?) = ?",
+        (erasure.ORDER_CUSTOMER_KEY, customer_id), after=after,
     )  # fmt: skip
-    numbers = {n for phone in phones if (n := personal.normalise_phone(phone))}
+    numbers = {n for phone in phones if (n := erasure.normalise_phone(phone))}
     for event_type, payload in _rows_about(conn, customer_id, orders, after):
-        numbers |= personal.phones_in(event_type, personal.decode(payload))
+        numbers |= erasure.phones_in(event_type, erasure.decode(payload))
     phone_of = f"forget_phone(json_extract({_TEXT}, ?)) IN (SELECT value FROM json_each(?))"
     phone_list = _json(numbers)
     messages = known["message"] | _keys(
-        conn, personal.MESSAGE_TYPES, personal.MESSAGE_KEY, f"{phone_of} OR {phone_of}",
+        conn, erasure.MESSAGE_TYPES, erasure.MESSAGE_KEY, f"{phone_of} OR {phone_of}",
         ("$.from", phone_list, "$.to", phone_list), after=after,
     )  # fmt: skip
     where, params = _about(customer_id, orders, messages)
@@ -146,7 +146,7 @@ def find(
 def _earlier_entities(conn: sqlite3.Connection, customer_id: str) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {"customer": set(), "order": set(), "message": set()}
     if _has_table(conn, "forgotten_entities"):
-        for kind, key in redaction.entities_of(conn, customer_id):
+        for kind, key in erasure.entities_of(conn, customer_id):
             found[kind].add(key)
     return found
 
@@ -222,8 +222,8 @@ def _found(  # noqa: PLR0913 - one query's parts
     found = []
     for row, event_type, payload in rows:
         kind, key_path = next((kind, path) for kind, types, path in _KINDS if event_type in types)
-        key = _key_of(personal.decode(payload), key_path)
-        found.append(FoundRow(row, event_type, kind, key, personal.redact(event_type, payload)))
+        key = _key_of(erasure.decode(payload), key_path)
+        found.append(FoundRow(row, event_type, kind, key, erasure.redact(event_type, payload)))
     return found
 
 
@@ -342,7 +342,7 @@ def _record(conn: sqlite3.Connection, found: Plan, reason: str, kind: str) -> in
     if kind == "sweep" and not to_redact:
         return 0
     at = format_instant(time.time())
-    forget_id = redaction.add_record(
+    forget_id = erasure.add_record(
         conn,
         at=at,
         customer_id=found.customer_id,
@@ -351,12 +351,12 @@ def _record(conn: sqlite3.Connection, found: Plan, reason: str, kind: str) -> in
         reason=reason,
         head=found.head,
     )
-    redaction.redact_rows(conn, forget_id, at, to_redact)
+    erasure.redact_rows(conn, forget_id, at, to_redact)
     conn.executemany(
         "UPDATE conflicting_duplicates SET payload = ? WHERE id = ?",
         [(f.redacted, f.row) for f in found.conflicts if f.redacted is not None],
     )
-    redaction.remember_entities(conn, forget_id, found.entities())
+    erasure.remember_entities(conn, forget_id, found.entities())
     return len(to_redact)
 
 
@@ -395,9 +395,9 @@ def sweep(settings: Settings, projections: Sequence[Projection]) -> list[Report]
     """Redact the deliveries about every forgotten customer that arrived since the last sweep."""
     conn = open_log(settings.events_path)
     try:
-        customers = redaction.forgotten_customers(conn)
+        customers = erasure.forgotten_customers(conn)
         head = LogReader(conn).head()
-        starts = {c: redaction.swept_to(conn, c) for c in customers}
+        starts = {c: erasure.swept_to(conn, c) for c in customers}
     finally:
         conn.close()
     reports = [
@@ -408,7 +408,7 @@ def sweep(settings: Settings, projections: Sequence[Projection]) -> list[Report]
     conn = open_log(settings.events_path)
     try:
         with write_transaction(conn):
-            redaction.add_sweep(conn, format_instant(time.time()), head)
+            erasure.add_sweep(conn, format_instant(time.time()), head)
     finally:
         conn.close()
     return [report for report in reports if report.redacted]

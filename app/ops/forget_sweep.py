@@ -2,7 +2,7 @@
 
 The endpoint stores every authentic delivery as received (its hot path does not look
 inside bodies), and the projectors screen deliveries about forgotten entities before
-they reach the tables (`app.eventlog.screen`). What remains is the log itself: every
+they reach the tables (`app.eventlog.erasure.Screen`). What remains is the log itself: every
 `SWEEP_SECONDS` the sweep runs `forget` again for each forgotten customer over the
 deliveries since the last sweep, so a later delivery stays in the log for at most
 that long plus one sweep, well within the hour SPEC §9 allows. A log without forget
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from app.eventlog import redaction
+from app.eventlog import erasure
 from app.eventlog.schema import open_log
 from app.ops import forget
 
@@ -37,7 +37,7 @@ def sweep_once(settings: Settings, projections: Sequence[Projection]) -> int:
     """One sweep, if anyone was forgotten; how many events it redacted."""
     conn = open_log(settings.events_path)
     try:
-        if not redaction.count_records(conn):
+        if not erasure.count_records(conn):
             return 0
     finally:
         conn.close()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from app import files as private_files
-from app.eventlog import redaction
+from app.eventlog import erasure
 from app.eventlog.reads import LogReader
 from app.projection import projector
 from app.sqlite import connect_read_only
@@ -65,7 +65,7 @@ def collect(settings: Settings) -> dict[str, object]:
 def _forget_records(conn: sqlite3.Connection) -> int:
     """How many forgets (and sweeps) were recorded; 0 for a log no release with forget opened."""
     try:
-        return redaction.count_records(conn)
+        return erasure.count_records(conn)
     except sqlite3.OperationalError:
         return 0
 

@@ -17,7 +17,7 @@ import msgspec
 import structlog
 
 from app import sqlite
-from app.eventlog.screen import Screen
+from app.eventlog.erasure import Screen
 from projections import write_changes
 
 if TYPE_CHECKING:

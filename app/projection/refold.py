@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from app import sqlite
-from app.eventlog.screen import Screen
+from app.eventlog.erasure import Screen
 from app.projection import projector as projector_module
 
 if TYPE_CHECKING:

@@ -11,8 +11,13 @@ import msgspec
 import pytest
 
 from app.eventlog.schema import open_log
-from app.eventlog.signature_memory import SignatureMemory
-from app.eventlog.store import AppendResult, EventStore, Outcome, StoreUnavailableError
+from app.eventlog.store import (
+    AppendResult,
+    EventStore,
+    Outcome,
+    SignatureMemory,
+    StoreUnavailableError,
+)
 from tests._helpers import delivery as shared_delivery
 from tests.conftest import SECRET, conflict_rows, event_rows, log_rows
 
