@@ -45,7 +45,7 @@ def register(commands: Commands) -> None:
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Rebuild, or with `--check` compare, and print a summary."""
     from app.logging_setup import configure_logging  # noqa: PLC0415
-    from app.projection import check, rebuild  # noqa: PLC0415
+    from app.projection import rebuild  # noqa: PLC0415
     from projections import discover  # noqa: PLC0415
 
     settings = settings_for(args, environ)
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     configure_logging(level=settings.log_level)
     selected = rebuild.select(discover(), args.projection)
     if args.check:
-        differences = check.check(settings, selected)
+        differences = rebuild.check(settings, selected)
         print(f"{differences} differing rows" if differences else "live tables match a rebuild")
         return 1 if differences else 0
     started = time.monotonic()

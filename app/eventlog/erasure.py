@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Iterable, Mapping, Sequence
 
-    from app.eventlog.reads import LogReader
     from app.eventlog.rows import StoredEvent
 
 CUSTOMER_TYPES = frozenset(
@@ -285,10 +284,18 @@ class _Names(msgspec.Struct):
 _names = msgspec.json.Decoder(_Names)
 
 
+class ForgottenEntities(Protocol):
+    """Where a screen learns whom a forget named (the log's reader)."""
+
+    def forgotten_entities(self, after_row: int = 0) -> list[tuple[int, str, str]]:
+        """(rowid, kind, key) of the forgotten entities added after `after_row`."""
+        ...
+
+
 class Screen:
     """Redacts the events about the forgotten entities the log knows, as they are read."""
 
-    def __init__(self, store: LogReader) -> None:
+    def __init__(self, store: ForgottenEntities) -> None:
         self._store = store
         self._last_row = 0
         self._keys: dict[str, set[str]] = {"customer": set(), "order": set(), "message": set()}

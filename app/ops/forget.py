@@ -12,7 +12,7 @@ Erasing, in this order, holding the rebuild lock (so no rebuild copies the log m
    event, the rewritten payloads and conflicting duplicates, and the entities to keep
    forgotten (the search runs again inside it for events that arrived meanwhile);
 2. the entities are deleted from the projections and folded again from the redacted
-   log (`app.projection.refold`), so the tables equal a rebuild;
+   log (`app.projection.projector.refold`), so the tables equal a rebuild;
 3. both files are scrubbed (`app.eventlog.erasure.scrub`: VACUUM, WAL truncated) and leftover
    rebuild scratch files removed.
 
@@ -40,8 +40,8 @@ from app.eventlog.reads import LogReader
 from app.eventlog.schema import BUSY_TIMEOUT_MS, open_log
 from app.instants import format_instant
 from app.projection import projector
-from app.projection.rebuild_lock import RebuildError, exclusive
-from app.projection.refold import StaleProjectionError, refold, stale
+from app.projection.projector import StaleProjectionError, refold, stale_names
+from app.projection.rebuild import RebuildError, exclusive
 from app.sqlite import write_transaction
 
 if TYPE_CHECKING:
@@ -331,7 +331,7 @@ def _stale_names(settings: Settings, projections: Sequence[Projection]) -> list[
         return []
     conn = projector.connect(settings.projections_path)
     try:
-        return stale(conn, projections)
+        return stale_names(conn, projections)
     finally:
         conn.close()
 

@@ -1,6 +1,8 @@
 """Runs projections over the log: checkpoints, errors and staleness in `projections.db`.
 
-Used by `serve` (live, right after each commit) and by `rebuild` (into scratch tables).
+Used by `serve` (live, right after each commit), by `rebuild` (into scratch tables) and
+by `forget` (`refold`: a few entities deleted and folded again from their redacted
+events, so the tables hold exactly what a rebuild of the rewritten log would).
 Every step is one transaction that reads each projection's checkpoint, applies the
 events after it and moves the checkpoint: a crash at any point resumes exactly where
 the last commit left off, and another process (a rebuild switching tables) is never
@@ -187,11 +189,11 @@ class Projector:
 
     def _current_checkpoints(self) -> dict[str, int]:
         """Checkpoints of the projections whose tables match the code's version."""
-        rows = {name: (v, p) for name, v, p in self.conn.execute(SELECT_CHECKPOINTS)}
+        built = built_versions(self.conn.execute(SELECT_CHECKPOINTS))
         return {
-            p.NAME: rows[p.NAME][1]
+            p.NAME: built[p.NAME][1]
             for p in self.projections
-            if p.NAME in rows and rows[p.NAME][0] == p.VERSION
+            if p.NAME in built and not stale(p, built)
         }
 
     def statuses(self) -> list[ProjectionStatus]:
@@ -204,6 +206,20 @@ class Projector:
         )
 
 
+def built_versions(checkpoints: Iterable[tuple[Any, ...]]) -> dict[str, tuple[int, int]]:
+    """(version, position) of each installed projection, from the rows of `SELECT_CHECKPOINTS`."""
+    return {str(name): (int(version), int(position)) for name, version, position in checkpoints}
+
+
+def stale(projection: Projection, built: dict[str, tuple[int, int]]) -> bool:
+    """Whether the projection's tables were built by another version than the code's.
+
+    Such tables are left alone (still readable) until `rebuild`: applying new events to
+    them, or re-folding a forgotten person's entities, could not be exact.
+    """
+    return projection.NAME in built and built[projection.NAME][0] != projection.VERSION
+
+
 def statuses_of(
     projections: Sequence[Projection],
     head: int,
@@ -214,11 +230,11 @@ def statuses_of(
 
     One function for the projector's own connection and the event loop's aiosqlite one.
     """
-    rows = {name: (version, position) for name, version, position in checkpoints}
+    built = built_versions(checkpoints)
     error_counts: dict[str, int] = dict(errors)
     result = []
     for projection in projections:
-        built_version, position = rows.get(projection.NAME, (projection.VERSION, 0))
+        _, position = built.get(projection.NAME, (projection.VERSION, 0))
         result.append(
             ProjectionStatus(
                 name=projection.NAME,
@@ -226,7 +242,7 @@ def statuses_of(
                 position=position,
                 lag=max(head - position, 0),
                 errors=error_counts.get(projection.NAME, 0),
-                stale=built_version != projection.VERSION,
+                stale=stale(projection, built),
             )
         )
     return result
@@ -311,3 +327,65 @@ def record_error(
         webhook_id=event.webhook_id,
         error=message,
     )
+
+
+class StaleProjectionError(Exception):
+    """A projection's tables were built by another version: re-folding them cannot be exact."""
+
+
+def stale_names(conn: sqlite3.Connection, projections: Sequence[Projection]) -> list[str]:
+    """The names of the projections whose tables another version built."""
+    built = built_versions(conn.execute(SELECT_CHECKPOINTS))
+    return [p.NAME for p in projections if stale(p, built)]
+
+
+def refold(
+    conn: sqlite3.Connection,
+    store: LogReader,
+    projections: Sequence[Projection],
+    events: Iterable[tuple[str, str]],
+) -> int:
+    """Delete and fold again the entities named by (event type, entity key) `events`.
+
+    Returns how many entities were re-folded. `conn` should be `secure` (zeroing what
+    it deletes).
+    """
+    named = list(events)
+    if names := stale_names(conn, projections):
+        raise StaleProjectionError(f"projections {', '.join(names)} are stale: run rebuild first")
+    refolded = 0
+    screen = Screen(store)
+    for projection in projections:
+        keys = {key for event_type, key in named if event_type in projection.EVENT_TYPES}
+        if not keys:
+            continue
+        with sqlite.write_transaction(conn):
+            row = conn.execute(
+                "SELECT position FROM _projections WHERE name = ?", (projection.NAME,)
+            ).fetchone()
+            if row is None:
+                continue  # never installed: nothing of theirs to re-fold
+            _delete(conn, projection, keys)
+            table = projection.TABLE
+            found = store.events_of(projection.EVENT_TYPES, table.payload_key, keys, until=row[0])
+            apply_events(conn, projection, screen.screen(found))
+        refolded += len(keys)
+    return refolded
+
+
+def _delete(conn: sqlite3.Connection, projection: Projection, keys: set[str]) -> None:
+    table = projection.TABLE
+    values = msgspec.json.encode(sorted(keys)).decode()
+    targets = [
+        (table.name, table.key),
+        (table.state_table, "key"),
+        *((child.name, child.parent_column) for child in table.children),
+    ]
+    if table.history is not None:
+        targets.append((table.history.name, table.history.columns[0][0]))
+    for name, column in targets:
+        # The names come from the projection's own description, never from input.
+        conn.execute(
+            f"DELETE FROM {name} WHERE {column} IN (SELECT value FROM json_each(?))",
+            (values,),
+        )

@@ -20,11 +20,9 @@ import projections
 import projections.customers
 import projections.orders
 from app.eventlog.store import EventStore
-from app.projection import scratch as scratch_module
-from app.projection.check import check
+from app.projection import rebuild as rebuild_module
 from app.projection.projector import Projector, connect
-from app.projection.rebuild import RebuildError, rebuild, select
-from app.projection.rebuild_lock import exclusive
+from app.projection.rebuild import RebuildError, check, exclusive, rebuild, select
 from app.settings import Settings
 from tests._helpers import T0, delivery
 from tests.projections._helpers import dump_tables, sample
@@ -373,7 +371,7 @@ def _fill(live: Live, count: int) -> None:
 def test_interrupted_rebuild_leaves_old_tables_and_can_run_again(
     live: Live, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(scratch_module, "BATCH", 50)
+    monkeypatch.setattr(rebuild_module, "BATCH", 50)
     _fill(live, 300)
     live.conn.execute("UPDATE orders SET status = 'old tables' WHERE id = 'order_1'")
     before = live.dump()
@@ -401,7 +399,7 @@ import os, signal, sys
 from pathlib import Path
 import projections
 import projections.orders
-from app.projection import rebuild, scratch
+from app.projection import rebuild
 from app.settings import Settings
 
 original = projections.orders.apply
@@ -414,7 +412,7 @@ def apply(event):
         os.killpg(os.getpgrp(), signal.SIGKILL)
     return original(event)
 projections.orders.apply = apply
-scratch.BATCH = 50
+rebuild.BATCH = 50
 rebuild.rebuild(Settings(data_dir=Path(sys.argv[1])), projections.discover())
 """
 
