@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
+from app import terminal
 from app.commands.common import add_command, add_json_lines_flag, settings_for
 from projections import discover
 
@@ -12,8 +14,10 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from app.commands.common import Commands
+    from app.ops.inspection import ProjectionError
 
 NAME = "errors"
+HEADERS = ("position", "received_at", "projection", "event_type", "webhook_id", "error")
 
 
 def register(commands: Commands) -> None:
@@ -39,8 +43,40 @@ def register(commands: Commands) -> None:
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Print the errors."""
-    from app.ops.error_listing import print_errors  # noqa: PLC0415
+    from app.ops.inspection import recorded  # noqa: PLC0415
 
     settings = settings_for(args, environ)
     settings.require_event_log()
-    return print_errors(settings, args.projection, as_json=args.json)
+    found = recorded(settings.projections_path, settings.events_path, args.projection)
+    if terminal.wants_json(args.json, sys.stdout):
+        terminal.print_json_lines(_as_json(error) for error in found)
+        return 0
+    terminal.print_table(
+        HEADERS,
+        (
+            (
+                e.position,
+                e.event.received_at if e.event else None,
+                e.projection,
+                e.event_type,
+                e.webhook_id,
+                e.error,
+            )
+            for e in found
+        ),
+    )
+    print(f"{len(found)} projection errors", file=sys.stderr)
+    return 0
+
+
+def _as_json(error: ProjectionError) -> dict[str, object]:
+    from app.ops.transfer import to_line  # noqa: PLC0415
+
+    return {
+        "projection": error.projection,
+        "position": error.position,
+        "webhook_id": error.webhook_id,
+        "event_type": error.event_type,
+        "error": error.error,
+        "event": None if error.event is None else to_line(error.event),
+    }

@@ -5,15 +5,21 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
+from app import terminal
 from app.commands.common import add_command, add_json_lines_flag, positive_int, settings_for
+from app.instants import format_instant
+from app.ops import inspection
+from app.webhooks.delivery import bitbybit_headers
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Mapping
+    from pathlib import Path
 
     from app.commands.common import Commands
 
 NAME = "events"
+LIST_HEADERS = ("position", "received_at", "event_type", "entity", "webhook_id", "marks")
 DEFAULT_LIMIT = 50
 
 
@@ -62,23 +68,77 @@ def register(commands: Commands) -> None:
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """List or show; exit 1 when --id names no stored delivery."""
-    from app.ops import deliveries, event_listing  # noqa: PLC0415
-
     settings = settings_for(args, environ)
     settings.require_event_log()
     if args.id is not None:
         if args.type or args.entity or args.since:
             print("error: --id shows one delivery; it takes no other filter", file=sys.stderr)
             return 2
-        return event_listing.show(settings.events_path, args.id, as_json=args.json)
+        return _show(settings.events_path, args.id, as_json=args.json)
     try:
-        selection = deliveries.Selection(
+        selection = inspection.Selection(
             event_type=args.type,
             entity=args.entity,
-            since=None if args.since is None else deliveries.parse_since(args.since),
+            since=None if args.since is None else inspection.parse_since(args.since),
             limit=args.limit,
         )
-    except deliveries.SelectionError as exc:
+    except inspection.SelectionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return event_listing.list_events(settings.events_path, selection, as_json=args.json)
+    return _list(settings.events_path, selection, as_json=args.json)
+
+
+def _list(events_path: Path, selection: inspection.Selection, *, as_json: bool) -> int:
+    """Print the selected deliveries, newest first."""
+    from app.ops import inspection  # noqa: PLC0415 - the command's modules load when it runs
+
+    found, redacted = inspection.listed(events_path, selection)
+    if terminal.wants_json(as_json, sys.stdout):
+        terminal.print_json_lines(inspection.as_json(event, redacted) for event in found)
+        return 0
+    terminal.print_table(
+        LIST_HEADERS,
+        (
+            (
+                e.position,
+                e.received_at,
+                e.event_type,
+                inspection.entity_of(e),
+                e.webhook_id,
+                ", ".join(inspection.marks(e, redacted)),
+            )
+            for e in found
+        ),
+    )
+    print(f"{len(found)} deliveries shown, newest first", file=sys.stderr)
+    return 0
+
+
+def _show(events_path: Path, webhook_id: str, *, as_json: bool) -> int:
+    """Print one delivery in full; 1 when the log has no delivery with that id."""
+    shown = inspection.shown(events_path, webhook_id)
+    if shown is None:
+        print(f"no delivery with webhook id {webhook_id!r} in {events_path}", file=sys.stderr)
+        return 1
+    event, redacted = shown.event, shown.redacted
+    if terminal.wants_json(as_json, sys.stdout):
+        terminal.print_json_lines(
+            [{**inspection.as_json(event, redacted), "conflicting_duplicates": shown.kept_aside}]
+        )
+        return 0
+    print(f"position     {event.position}")
+    print(f"received_at  {event.received_at}")
+    print(f"signed_at    {format_instant(event.signed_at)}")
+    print(f"entity       {inspection.entity_of(event) or '-'}")
+    print(f"marks        {', '.join(inspection.marks(event, redacted)) or '-'}")
+    if shown.kept_aside:
+        print(f"kept aside   {shown.kept_aside} later deliveries with this id and another body")
+    print()
+    headers = bitbybit_headers(
+        event.webhook_id, event.event_type, event.event_timestamp, event.signature
+    )
+    for name, value in headers.items():
+        print(f"{name}: {value}")
+    print()
+    print(inspection.pretty_body(event.payload))
+    return 0

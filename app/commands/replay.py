@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from typing import TYPE_CHECKING
 
@@ -65,7 +66,7 @@ def register(commands: Commands) -> None:
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Replay; exit 0 only when every delivery was answered 2xx."""
-    from app.ops import deliveries, replay  # noqa: PLC0415
+    from app.ops import inspection, send  # noqa: PLC0415
 
     settings = settings_for(args, environ)
     settings.require_event_log()
@@ -78,13 +79,21 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         )
         return 2
     try:
-        selection = deliveries.Selection(
+        selection = inspection.Selection(
             webhook_ids=tuple(dict.fromkeys(args.id)),
             event_type=args.type,
-            since=None if args.since is None else deliveries.parse_since(args.since),
+            since=None if args.since is None else inspection.parse_since(args.since),
         )
-    except deliveries.SelectionError as exc:
+    except inspection.SelectionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    target = replay.Target(args.to, secret.encode(), args.rate)
-    return replay.run(settings.events_path, selection, target)
+    target = send.Target(args.to, secret.encode(), args.rate)
+    report = asyncio.run(send.replay(settings.events_path, selection, target))
+    if report.failure:
+        print(f"error: {report.failure}", file=sys.stderr)
+    print(
+        f"{report.sent} deliveries replayed to {target.url}: "
+        f"{report.sent - report.not_2xx} answered 2xx, {report.not_2xx} not",
+        file=sys.stderr,
+    )
+    return 1 if report.failure or report.not_2xx else 0

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from typing import TYPE_CHECKING
+
+import aiohttp
 
 from app.commands.common import add_command, positive_int, settings_for
 
@@ -55,10 +59,17 @@ def register(commands: Commands) -> None:
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Send, and exit 1 unless every delivery was accepted."""
-    from app.ops import sample_sender  # noqa: PLC0415
+    from app.ops import send  # noqa: PLC0415
 
     settings = settings_for(args, environ)
     settings.require_secret()
     event_types = list(dict.fromkeys(args.event)) or list(EVENT_TYPES)
     url = args.url or f"http://{settings.host}:{settings.port}/webhooks"
-    return sample_sender.run(url, settings.secrets[0], event_types, args.count)
+    try:
+        results = asyncio.run(send.send(url, settings.secrets[0], event_types, args.count))
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        print(f"error: cannot deliver to {url}: {exc or type(exc).__name__}", file=sys.stderr)
+        return 1
+    refused = [r for r in results if not r.accepted]
+    print(f"{len(results) - len(refused)} of {len(results)} deliveries accepted")
+    return 1 if refused else 0

@@ -14,7 +14,7 @@ from app.files import make_private_dir
 from app.http import views
 from app.http.keys import INGEST, METRICS, PROJECTOR, SETTINGS
 from app.metrics import Metrics
-from app.ops.forget_sweep import sweeping
+from app.ops.forget import sweeping
 from app.projection.supervisor import ProjectorSupervisor
 from app.sync.observe import SyncCollector
 from app.sync.schedule import SyncScheduler

@@ -9,7 +9,7 @@ check it against the real schemas: a column added without a description fails th
 
 from __future__ import annotations
 
-from app.ops.deliveries import ENTITY_SQL
+from app.ops.inspection import ENTITY_SQL
 from projections import discover
 
 _SENT = "as BitByBit sent it (ISO 8601 text)"

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from typing import TYPE_CHECKING, Any
-
-import msgspec
+from typing import TYPE_CHECKING
 
 from app import files as private_files
 from app.eventlog import erasure
@@ -101,44 +99,3 @@ def _projections_or_empty(path: Path) -> sqlite3.Connection:
             return conn
         conn.close()
     return projector.connect(":memory:")  # the bookkeeping tables, empty
-
-
-def print_status(settings: Settings, *, as_json: bool) -> int:
-    """Print the status as JSON or as a small table."""
-    report = collect(settings)
-    if as_json:
-        print(msgspec.json.encode(report).decode())
-        return 0
-    log: dict[str, Any] = report["log"]  # type: ignore[assignment]
-    print(
-        f"log: {log['events']} events, head at position {log['head']}, "
-        f"{log['unknown_type_events']} of an event type no projection reads, "
-        f"{log['forget_records']} forget records"
-    )
-    print(f"last webhook delivery: {log['last_delivery_at'] or 'never'}")
-    synced: dict[str, Any] = report["sync"]  # type: ignore[assignment]
-    outcome = {None: "", True: " (ok)", False: " (NOT ok: run sync to see why)"}[synced["ok"]]
-    print(f"last sync: {synced['finished_at'] or 'never'}{outcome}")
-    print(f"{'projection':<12} {'version':>7} {'position':>9} {'lag':>7} {'errors':>6}  state")
-    projections: list[dict[str, Any]] = report["projections"]  # type: ignore[assignment]
-    for p in projections:
-        state = "STALE: run rebuild" if p["stale"] else "current"
-        print(
-            f"{p['name']:<12} {p['version']:>7} {p['position']:>9} {p['lag']:>7} "
-            f"{p['errors']:>6}  {state}"
-        )
-    _print_files(report["files"])  # type: ignore[arg-type]
-    return 0
-
-
-def _print_files(files: dict[str, Any]) -> None:
-    modes: dict[str, str] = files["modes"]
-    entries = len(modes) - 1
-    verdict = "private" if files["private"] else "NOT private"
-    print(f"files: {files['data_dir']} {modes['.']}, {entries} entries in it, {verdict}")
-    for warning in files["warnings"]:
-        accepted = " (accepted by --allow-shared-data-dir)" if warning["accepted"] else ""
-        print(
-            f"warning: {warning['path']} is {warning['mode']}, wider than 0700/0600: "
-            f"run `{warning['fix']}`{accepted}"
-        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import sqlite3
 import subprocess
@@ -9,7 +10,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from app.eventlog.store import EventStore
-from app.ops import sample_sender
+from app.ops import send
 from app.webhooks.samples import EVENT_TYPES
 from projections import discover
 from tests._helpers import wait_until
@@ -47,7 +48,8 @@ def _tables(data_dir: Path) -> dict[str, list[tuple[Any, ...]]]:
 
 def _populate(serve: ServeProcess) -> None:
     url = f"http://127.0.0.1:{serve.port}/webhooks"
-    assert sample_sender.run(url, SECRET, EVENT_TYPES, count=2, stream=io.StringIO()) == 0
+    results = asyncio.run(send.send(url, SECRET, EVENT_TYPES, count=2, stream=io.StringIO()))
+    assert all(r.accepted for r in results)
     wait_until(serve.caught_up, "the first installation's projections")
 
 

@@ -6,7 +6,7 @@ import io
 from typing import TYPE_CHECKING
 
 from app import cli
-from app.ops.forget_sweep import sweep_once
+from app.ops.forget import sweep_once
 from app.sync import runner
 from app.sync.snapshots import KINDS
 from projections import discover

@@ -1,7 +1,9 @@
-"""The stored deliveries as a person asks for them: by id, type, entity and time.
+"""Inspecting the log: the deliveries a person asks for, and the projections' errors.
 
-`events`, `replay` and Datasette's "every delivery of an entity" select with the same
-filters, so the deliveries `events` lists are the ones `replay` sends.
+`events`, `replay` and Datasette's "every delivery of an entity" select deliveries with
+the same filters (by id, type, entity and time), so the deliveries `events` lists are
+the ones `replay` sends. `errors` lists each recorded projection error with the delivery
+it came from. Reads only, through read-only connections: safe while `serve` writes.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ import msgspec
 from app.eventlog import erasure
 from app.eventlog.rows import EVENT_COLUMN_LIST, StoredEvent
 from app.ops.transfer import to_line
+from app.sqlite import connect_read_only, read_only_uri
 from projections import discover
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterator
+    from pathlib import Path
 
 # Where each projection finds its entity's id in a body (`$.id`, `$.messageId`).
 ENTITY_PATHS = tuple(sorted({p.TABLE.payload_key for p in discover()}))
@@ -154,3 +158,88 @@ def pretty_body(payload: bytes) -> str:
         return msgspec.json.format(payload, indent=2).decode()
     except (msgspec.DecodeError, UnicodeDecodeError):
         return payload.decode("utf-8", errors="replace")
+
+
+def listed(events_path: Path, selection: Selection) -> tuple[list[StoredEvent], set[int]]:
+    """The selected deliveries, newest first, and the positions of the redacted ones."""
+    conn = connect_read_only(events_path)
+    try:
+        return list(select(conn, selection, newest_first=True)), redacted_positions(conn)
+    finally:
+        conn.close()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Shown:
+    """One delivery in full, for `events --id`."""
+
+    event: StoredEvent
+    redacted: set[int]
+    # Later deliveries with this id and another body, kept aside.
+    kept_aside: int
+
+
+def shown(events_path: Path, webhook_id: str) -> Shown | None:
+    """The delivery with `webhook_id`, or None when the log has none."""
+    conn = connect_read_only(events_path)
+    try:
+        found = list(select(conn, Selection(webhook_ids=(webhook_id,)), newest_first=True))
+        if not found:
+            return None
+        return Shown(found[0], redacted_positions(conn), conflicting_count(conn, webhook_id))
+    finally:
+        conn.close()
+
+
+# The log is attached read-only beside projections.db; an error whose event is not in
+# this log (a projections.db from another log) still shows, without its delivery.
+SELECT_ERRORS = """
+SELECT e.projection, e.error,
+       ev.position, ev.webhook_id, ev.event_type, ev.event_timestamp, ev.signed_at,
+       ev.received_at, ev.signature, ev.payload,
+       e.position, e.webhook_id, e.event_type
+FROM _projection_errors AS e LEFT JOIN log.events AS ev ON ev.position = e.position
+WHERE ?1 IS NULL OR e.projection = ?1
+ORDER BY e.position DESC, e.projection
+"""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProjectionError:
+    """One recorded error and, where the log has it, its delivery."""
+
+    projection: str
+    position: int
+    webhook_id: str
+    event_type: str
+    error: str
+    event: StoredEvent | None
+
+
+def recorded(
+    projections_path: Path, events_path: Path, projection: str | None = None
+) -> list[ProjectionError]:
+    """Every recorded error, newest event first; none while no projections.db exists."""
+    if not projections_path.exists():
+        return []
+    conn = connect_read_only(projections_path)
+    try:
+        has_table = conn.execute(
+            "SELECT 1 FROM sqlite_schema WHERE name = '_projection_errors'"
+        ).fetchone()
+        if not has_table:
+            return []
+        conn.execute("ATTACH DATABASE ? AS log", (read_only_uri(events_path),))
+        return [
+            ProjectionError(
+                projection=row[0],
+                position=row[10],
+                webhook_id=row[11],
+                event_type=row[12],
+                error=row[1],
+                event=None if row[2] is None else StoredEvent(*row[2:10]),
+            )
+            for row in conn.execute(SELECT_ERRORS, (projection,))
+        ]
+    finally:
+        conn.close()

@@ -11,7 +11,7 @@ import msgspec
 
 from app import cli
 from app.http.main import create_app
-from app.ops import sample_sender
+from app.ops import send
 from app.webhooks.samples import EVENT_TYPES, sample_body
 from app.webhooks.signature import Verifier
 from tests._helpers import eventually
@@ -67,8 +67,8 @@ def test_every_sample_decodes_as_json_of_its_entity() -> None:
 def test_signed_request_is_what_bitbybit_sends() -> None:
     """Headers carry a fresh evt_ id, the type, now, and a signature that verifies."""
     now = 1_705_314_600.5
-    headers, body = sample_sender.signed_request("order.updated", SECRET, now)
-    other, _ = sample_sender.signed_request("order.updated", SECRET, now)
+    headers, body = send.signed_request("order.updated", SECRET, now)
+    other, _ = send.signed_request("order.updated", SECRET, now)
     assert headers["X-BitByBit-Webhook-Id"].startswith("evt_")
     assert headers["X-BitByBit-Webhook-Id"] != other["X-BitByBit-Webhook-Id"]
     assert headers["X-BitByBit-Webhook-Event"] == "order.updated"
@@ -85,7 +85,7 @@ async def test_all_types_accepted_and_projected(
     """All ten samples are accepted, and the tables show one of each entity."""
     url = await _url(aiohttp_server, settings)
     out = io.StringIO()
-    results = await sample_sender.send(url, SECRET, stream=out)
+    results = await send.send(url, SECRET, stream=out)
     assert [r.event_type for r in results] == list(EVENT_TYPES)
     assert all(r.accepted for r in results), out.getvalue()
     lines = out.getvalue().splitlines()
