@@ -28,7 +28,7 @@ from pathlib import Path
 
 from app.settings import Settings
 from app.sync import runner
-from app.sync.snapshots import CUSTOMERS, ORDERS
+from app.sync.passes import CUSTOMERS, ORDERS
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = 100

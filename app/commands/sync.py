@@ -60,8 +60,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     import msgspec  # noqa: PLC0415
 
     from app.logging_setup import configure_logging  # noqa: PLC0415
-    from app.sync import check, report, runner  # noqa: PLC0415
-    from app.sync.snapshots import KINDS  # noqa: PLC0415
+    from app.sync import check, runner, state  # noqa: PLC0415
+    from app.sync.passes import KINDS  # noqa: PLC0415
     from app.sync.state import SyncBusyError  # noqa: PLC0415
 
     settings = settings_for(args, environ)
@@ -81,5 +81,5 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     except SyncBusyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(report.encode(outcome).decode() if args.json else report.render(outcome))
+    print(state.encode(outcome).decode() if args.json else state.render(outcome))
     return 0 if outcome.ok else 1

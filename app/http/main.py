@@ -16,8 +16,7 @@ from app.http.keys import INGEST, METRICS, PROJECTOR, SETTINGS
 from app.metrics import Metrics
 from app.ops.forget import sweeping
 from app.projection.supervisor import ProjectorSupervisor
-from app.sync.observe import SyncCollector
-from app.sync.schedule import SyncScheduler
+from app.sync.runner import SyncCollector, SyncScheduler
 from app.webhooks.delivery import Ingest
 from app.webhooks.signature import Verifier
 from projections import discover

@@ -1,4 +1,4 @@
-"""One sync pass: page through each entity type, keep what was read, then find deletions.
+"""One sync pass: page through each entity type, append what was read, then find deletions.
 
 For each entity type the pass walks the list (`limit=100` until `hasNextPage` is false)
 and appends a snapshot of every entity; then it fetches, one by one, every entity the
@@ -8,6 +8,18 @@ deletions: only a 404 `NOT_FOUND` on the entity's own GET, after a complete walk
 appends a `*.gone`. Products have no documented list: where `GET /products` is not
 found, every product id the log knows is fetched that way instead.
 
+An entity becomes a row of the log as a snapshot (or a `*.gone`), with conventions
+shared with the log, `export`/`import` and `events`: a row the service wrote itself is
+unsigned (`signature` is the empty string, no digests); its event timestamp and signing
+time are the moment it was read. Its webhook id is a hash of the event type, the entity
+id and the body, so the same content read again collides with the row already logged
+and the log's own duplicate rule makes a second pass over unchanged data add nothing.
+The body is the entity as the API returned it, with its keys sorted and no whitespace:
+the same content always makes the same bytes (and the same id), however the API formats
+it. What the log already knows of an entity type (the ids it holds, which are deleted)
+is read from the log itself, so the answer does not depend on whether the projections
+are current.
+
 After every page the log commits first, then the cursor (`state`): a killed pass, run
 again, goes on from the page it had reached.
 """
@@ -16,28 +28,142 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeVar
 
+import msgspec
+
+from app.eventlog.rows import Delivery
 from app.eventlog.store import Outcome, StoreUnavailableError
 from app.instants import format_instant
-from app.sync import snapshots
+from app.sqlite import connect_read_only
 from app.sync.client import PAGE_SIZE, AccessDeniedError, ApiError, ApiUnavailableError
-from app.sync.known import Known, known
-from app.sync.report import KindReport, Report
-from app.sync.state import VERIFY, WALK, Cursor
+from app.sync.state import VERIFY, WALK, Cursor, KindReport, Report
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from pathlib import Path
 
-    from app.eventlog.rows import Delivery
     from app.eventlog.store import EventStore
     from app.sync.client import OpenApiClient, Page
-    from app.sync.snapshots import Kind
     from app.sync.state import SyncState
     from app.terminal import Progress
+
+UNSIGNED = ""
+_id_only = msgspec.json.Decoder(dict[str, object])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Kind:
+    """One entity type of the API, and the event types its rows have in the log."""
+
+    name: str  # as on the command line and in the report: "customers"
+    singular: str  # as in event types: "customer"
+    deletable: bool  # orders are never deleted (there is no `order.deleted`)
+
+    @property
+    def snapshot_type(self) -> str:
+        """The event type of a snapshot of this entity."""
+        return f"{self.singular}.snapshot"
+
+    @property
+    def gone_type(self) -> str:
+        """The event type that says the API no longer has it."""
+        return f"{self.singular}.gone"
+
+    @property
+    def event_types(self) -> tuple[str, ...]:
+        """Every event type in the log about this entity, webhooks and sync alike."""
+        s = self.singular
+        return (f"{s}.created", f"{s}.updated", f"{s}.deleted", self.snapshot_type, self.gone_type)
+
+    @property
+    def deleted_types(self) -> tuple[str, ...]:
+        """The event types that end an entity (deletion is final)."""
+        return (f"{self.singular}.deleted", self.gone_type)
+
+
+CUSTOMERS = Kind("customers", "customer", deletable=True)
+ORDERS = Kind("orders", "order", deletable=False)
+PRODUCTS = Kind("products", "product", deletable=True)
+KINDS = {kind.name: kind for kind in (CUSTOMERS, ORDERS, PRODUCTS)}
+
+
+class SnapshotError(ValueError):
+    """An entity the API returned that cannot be kept: not an object, or without an id."""
+
+
+def entity_id(body: bytes) -> tuple[str, bytes]:
+    """The entity's id and its canonical body (sorted keys, compact)."""
+    try:
+        entity = _id_only.decode(body)
+    except msgspec.DecodeError as exc:
+        raise SnapshotError(f"not a JSON object: {exc}") from None
+    key = entity.get("id")
+    if not isinstance(key, str) or not key:
+        raise SnapshotError("the entity has no id")
+    return key, msgspec.json.encode(entity, order="sorted")
+
+
+def snapshot(kind: Kind, body: bytes, read_at: float) -> tuple[str, Delivery]:
+    """The entity's id and the snapshot row that keeps it (see the module's docstring)."""
+    key, canonical = entity_id(body)
+    return key, _unsigned(kind.snapshot_type, key, canonical, read_at)
+
+
+def gone_event(kind: Kind, key: str, checked_at: float) -> Delivery:
+    """The row saying the API answered 404 `NOT_FOUND` for this entity at `checked_at`."""
+    return _unsigned(kind.gone_type, key, msgspec.json.encode({"id": key}), checked_at)
+
+
+def _unsigned(event_type: str, key: str, body: bytes, at: float) -> Delivery:
+    digest = hashlib.sha256(b"\0".join((event_type.encode(), key.encode(), body))).hexdigest()
+    return Delivery(
+        webhook_id=f"sync_{digest}",
+        event_type=event_type,
+        event_timestamp=int(at),
+        signed_at=int(at),
+        received_at=format_instant(at),
+        signature=UNSIGNED,
+        payload=body,
+        digests=(),
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Known:
+    """Ids of one entity type in the log; `deleted` is a subset of `ids`."""
+
+    ids: frozenset[str]
+    deleted: frozenset[str]
+
+    @property
+    def live(self) -> frozenset[str]:
+        """Ids the mirror holds and has not seen deleted."""
+        return self.ids - self.deleted
+
+
+def known(events_path: Path, kind: Kind) -> Known:
+    """One scan of the log's events of `kind`, read-only."""
+    conn = connect_read_only(events_path)
+    types = kind.event_types
+    marks = ",".join("?" * len(types))
+    deleted_marks = ",".join("?" * len(kind.deleted_types))
+    text = "CAST(payload AS TEXT)"
+    try:
+        rows = conn.execute(
+            f"SELECT json_extract({text}, '$.id') AS id, MAX(event_type IN ({deleted_marks})) "
+            f"FROM events WHERE event_type IN ({marks}) AND json_valid({text}) GROUP BY id",
+            (*kind.deleted_types, *types),
+        ).fetchall()
+    finally:
+        conn.close()
+    ids = {key for key, _ in rows if isinstance(key, str) and key}
+    deleted = {key for key, gone in rows if gone and key in ids}
+    return Known(frozenset(ids), frozenset(deleted))
+
 
 # `GET /products` answering one of these means "no such endpoint": fall back to ids.
 _NO_LIST = frozenset({404, 405})
@@ -106,7 +232,7 @@ class SyncPass:
         try:
             first = await self._client.page(kind.name, number)
         except ApiError as exc:
-            if kind is not snapshots.PRODUCTS or exc.status not in _NO_LIST:
+            if kind is not PRODUCTS or exc.status not in _NO_LIST:
                 raise
             entities.notes.append(
                 f"GET /products answered {exc.status} {exc.code}: there is no product list, "
@@ -142,8 +268,8 @@ class SyncPass:
         batch = _Batch(kind, read_at)
         for body in bodies:
             try:
-                key, delivery = snapshots.snapshot(kind, body, read_at)
-            except snapshots.SnapshotError as exc:
+                key, delivery = snapshot(kind, body, read_at)
+            except SnapshotError as exc:
                 entities.problem(f"an entity the API returned could not be kept: {exc}")
                 continue
             batch.keys.append(key)
@@ -198,7 +324,7 @@ class SyncPass:
             batch = self._snapshots(kind, bodies, entities)
             for key in gone:
                 batch.keys.append(key)
-                batch.deliveries.append(snapshots.gone(kind, key, batch.read_at))
+                batch.deliveries.append(gone_event(kind, key, batch.read_at))
             entities.read += len(bodies)
             # Every id checked is remembered, whatever it answered: a resumed pass does
             # not ask again, and a problem is in the report.

@@ -1,10 +1,11 @@
-"""`sync.db` in the data directory: where a pass stands, so a killed one resumes.
+"""`sync.db` in the data directory: where a pass stands, and what it did so far.
 
 Kept apart from `events.db` (which holds only deliveries) and from `projections.db`
 (disposable): losing it costs one pass starting over, nothing else. After each page is
 durably in the log, one transaction here records the page reached, the ids it held and
-the report so far; a pass killed between the two reads that page again, and its
-snapshots are duplicates that add nothing. So nothing is ever half-written.
+the report so far (per entity type, the SPEC's report, kept between runs of a resumed
+pass); a pass killed between the two reads that page again, and its snapshots are
+duplicates that add nothing. So nothing is ever half-written.
 """
 
 from __future__ import annotations
@@ -17,13 +18,88 @@ import msgspec
 
 from app.files import holding
 from app.sqlite import connect, connect_read_only, write_transaction
-from app.sync import report as report_module
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from pathlib import Path
 
-    from app.sync.report import Report
+# Said in the report, `--help` and the README: the API has no way to read them back.
+MESSAGES_NOTE = (
+    "message statuses are not synced: the Open API can send WhatsApp messages but "
+    "cannot read a message or its status back; only webhooks bring them"
+)
+MAX_PROBLEMS_LISTED = 20
+
+
+class KindReport(msgspec.Struct):
+    """Counts for one entity type; `problems_seen` lists the first few problems."""
+
+    read: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    gone: int = 0
+    problems: int = 0
+    problems_seen: list[str] = msgspec.field(default_factory=list)
+    notes: list[str] = msgspec.field(default_factory=list)
+
+    def problem(self, text: str) -> None:
+        """Count a problem; keep its text while the list is short."""
+        self.problems += 1
+        if len(self.problems_seen) < MAX_PROBLEMS_LISTED:
+            self.problems_seen.append(text)
+
+
+class Report(msgspec.Struct):
+    """A whole pass. `ok` is False when it stopped early or any entity had a problem."""
+
+    started_at: str
+    entities: dict[str, KindReport]
+    finished_at: str | None = None
+    ok: bool | None = None
+    stopped: str | None = None  # why the pass stopped before its end
+    resumed: bool = False
+    messages: str = MESSAGES_NOTE
+
+    def conclude(self, finished_at: str) -> None:
+        """Mark the pass ended, successfully if nothing stopped it and nothing failed."""
+        self.finished_at = finished_at
+        self.ok = self.stopped is None and all(k.problems == 0 for k in self.entities.values())
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Report)
+
+
+def encode(report: Report) -> bytes:
+    """The report as JSON (what `--json` prints and the state keeps)."""
+    return _encoder.encode(report)
+
+
+def decode(data: bytes) -> Report:
+    """A report `encode` wrote."""
+    return _decoder.decode(data)
+
+
+def render(report: Report) -> str:
+    """The report as a few lines of text for a terminal."""
+    header = ("entity", "read", "new", "changed", "unchanged", "gone", "problems")
+    lines = ["{:<10} {:>7} {:>7} {:>7} {:>9} {:>5} {:>8}".format(*header)]
+    for name, k in report.entities.items():
+        lines.append(
+            f"{name:<10} {k.read:>7} {k.new:>7} {k.changed:>7} {k.unchanged:>9} "
+            f"{k.gone:>5} {k.problems:>8}"
+        )
+        lines.extend(f"  {name}: {note}" for note in k.notes)
+        lines.extend(f"  {name}: problem: {text}" for text in k.problems_seen)
+    if report.resumed:
+        lines.append("this pass resumed one that had stopped")
+    if report.stopped:
+        lines.append(f"stopped: {report.stopped}")
+    lines.append(f"note: {report.messages}")
+    lines.append("sync " + ("complete" if report.ok else "did NOT complete cleanly"))
+    return "\n".join(lines)
+
 
 DDL = """
 CREATE TABLE IF NOT EXISTS pass (
@@ -101,7 +177,7 @@ class SyncState:
         if found is None or msgspec.json.decode(found[0]) != selection:
             return None
         cursor = Cursor(selection, found[1], found[2], found[3])
-        return cursor, report_module.decode(found[4])
+        return cursor, decode(found[4])
 
     def start(self, cursor: Cursor, report: Report) -> None:
         """Begin a new pass, forgetting any other unfinished one."""
@@ -131,17 +207,17 @@ class SyncState:
             conn.execute("DELETE FROM pass")
             conn.execute(
                 "INSERT INTO runs (finished_at, ok, report) VALUES (?, ?, ?)",
-                (report.finished_at, int(bool(report.ok)), report_module.encode(report)),
+                (report.finished_at, int(bool(report.ok)), encode(report)),
             )
 
     def keep_stopped(self, report: Report) -> None:
         """A pass that stopped early: keep its cursor to resume, and record the outcome."""
         assert report.finished_at is not None  # noqa: S101 - concluded by the caller
         with write_transaction(self._conn) as conn:
-            conn.execute("UPDATE pass SET report = ?", (report_module.encode(report),))
+            conn.execute("UPDATE pass SET report = ?", (encode(report),))
             conn.execute(
                 "INSERT INTO runs (finished_at, ok, report) VALUES (?, 0, ?)",
-                (report.finished_at, report_module.encode(report)),
+                (report.finished_at, encode(report)),
             )
 
     def _write(self, conn: sqlite3.Connection, cursor: Cursor, report: Report) -> None:
@@ -153,7 +229,7 @@ class SyncState:
                 cursor.kind_index,
                 cursor.phase,
                 cursor.page,
-                report_module.encode(report),
+                encode(report),
             ),
         )
 
@@ -173,4 +249,4 @@ def last_run(data_dir: Path) -> Report | None:
         return None
     finally:
         conn.close()
-    return None if row is None else report_module.decode(row[0])
+    return None if row is None else decode(row[0])

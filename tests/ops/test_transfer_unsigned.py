@@ -8,7 +8,7 @@ import msgspec
 
 from app.eventlog.store import EventStore
 from app.ops import transfer
-from app.sync.snapshots import CUSTOMERS, snapshot
+from app.sync.passes import CUSTOMERS, snapshot
 from tests._helpers import delivery
 from tests.conftest import SECRET, event_rows, signed_headers
 

@@ -6,7 +6,7 @@ import io
 from typing import TYPE_CHECKING
 
 from app.sync import runner
-from app.sync.snapshots import KINDS
+from app.sync.passes import KINDS
 from tests.sync._tables import expected, log_count, projected
 from tests.sync.fake_api import Account, Faults, customer, order, product
 

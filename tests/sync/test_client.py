@@ -13,8 +13,8 @@ from app.sync.client import (
     ApiUnavailableError,
     Endpoint,
     OpenApiClient,
+    RateLimiter,
 )
-from app.sync.ratelimit import RateLimiter
 from tests.sync._time import VirtualTime
 from tests.sync.fake_api import HEADER, KEY, customer
 

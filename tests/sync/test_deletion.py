@@ -6,7 +6,7 @@ import io
 from typing import TYPE_CHECKING
 
 from app.sync import runner
-from app.sync.snapshots import KINDS
+from app.sync.passes import KINDS
 from tests.conftest import log_rows
 from tests.sync._tables import projected
 from tests.sync._time import VirtualTime
@@ -14,7 +14,7 @@ from tests.sync.fake_api import customer, order, product
 
 if TYPE_CHECKING:
     from app.settings import Settings
-    from app.sync.report import Report
+    from app.sync.state import Report
     from tests.sync.fake_api import Account, Faults
 
 ALL = list(KINDS.values())

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from app import cli
 from app.ops.forget import sweep_once
 from app.sync import runner
-from app.sync.snapshots import KINDS
+from app.sync.passes import KINDS
 from projections import discover
 from tests.sync._tables import log_count
 from tests.sync.fake_api import Account, customer, order

@@ -24,7 +24,7 @@ from app.eventlog.store import EventStore
 from app.instants import format_instant
 from app.settings import Settings
 from app.sync import runner
-from app.sync.snapshots import CUSTOMERS, ORDERS
+from app.sync.passes import CUSTOMERS, ORDERS
 from tests.conftest import SECRET
 from tests.sync._tables import expected, projected
 from tests.sync._time import VirtualTime
