@@ -72,6 +72,29 @@ class Settings:
         """The disposable projection tables."""
         return self.data_dir / "projections.db"
 
+    @property
+    def sync_path(self) -> Path:
+        """Where a sync pass stands (losing it costs one pass starting over)."""
+        return self.data_dir / "sync.db"
+
+    @property
+    def rebuild_lock_path(self) -> Path:
+        """Held by a rebuild, its check, a forget and serve's sweep: one at a time."""
+        return self.data_dir / "rebuild.lock"
+
+    @property
+    def sync_lock_path(self) -> Path:
+        """Held by a sync pass: one at a time."""
+        return self.data_dir / "sync.lock"
+
+    def scratch_path(self, suffix: str = "") -> Path:
+        """Where a rebuild builds new tables (one scratch database per projection)."""
+        return self.data_dir / f"rebuild-scratch{suffix}.db"
+
+    def scratch_leftovers(self) -> list[Path]:
+        """Every scratch file (and its `-wal`, `-shm`) a rebuild left in the data directory."""
+        return sorted(self.data_dir.glob("rebuild-scratch*"))
+
     def require_event_log(self) -> None:
         """Refuse to report on, or rebuild from, a log that is not there.
 

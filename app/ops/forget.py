@@ -317,7 +317,7 @@ def forget(  # noqa: PLR0913 - what to forget, why, and how
 @contextlib.contextmanager
 def _locked(settings: Settings) -> Iterator[None]:
     try:
-        with exclusive(settings.data_dir):
+        with exclusive(settings):
             yield
     except RebuildError:
         raise ForgetError(
@@ -400,7 +400,7 @@ def _scrub(settings: Settings, log: sqlite3.Connection) -> None:
     except ScrubError as exc:
         raise ForgetError(str(exc)) from None
     # Held under the rebuild lock: any scratch file is a killed rebuild's leftover.
-    for leftover in settings.data_dir.glob("rebuild-scratch*"):
+    for leftover in settings.scratch_leftovers():
         leftover.unlink(missing_ok=True)
 
 

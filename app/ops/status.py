@@ -36,7 +36,7 @@ def collect(settings: Settings) -> dict[str, object]:
     try:
         runner = projector.Projector(conn, store, discover())
         statuses = runner.statuses()
-        synced = last_run(settings.data_dir)
+        synced = last_run(settings.sync_path)
         return {
             "log": {
                 "events": store.count(),

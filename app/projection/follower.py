@@ -48,8 +48,9 @@ NICENESS = 10
 
 def follow(data_dir: Path, wake_fd: int) -> None:
     """Apply new events until `wake_fd` reaches end of file."""
-    store = LogReader.open(data_dir / "events.db")
-    conn = projector.connect(data_dir / "projections.db")
+    settings = Settings(data_dir=data_dir)
+    store = LogReader.open(settings.events_path)
+    conn = projector.connect(settings.projections_path)
     conn.execute(f"PRAGMA cache_size=-{LIVE_CACHE_KIB}")
     runner = projector.Projector(conn, store, discover())
     # A step's changes are many small containers, none in a reference cycle: collecting

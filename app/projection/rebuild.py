@@ -61,14 +61,14 @@ class RebuildError(Exception):
 
 
 @contextlib.contextmanager
-def exclusive(data_dir: Path) -> Iterator[None]:
+def exclusive(settings: Settings) -> Iterator[None]:
     """Hold the data directory's rebuild lock; a second rebuild refuses at once."""
     # `forget` and serve's forget sweep hold it too: the scratch copies would hold what
     # they erase.
     busy = RebuildError(
-        f"another rebuild, or a forget, is running on {data_dir}; wait for it to finish"
+        f"another rebuild, or a forget, is running on {settings.data_dir}; wait for it to finish"
     )
-    with holding(data_dir / "rebuild.lock", busy):
+    with holding(settings.rebuild_lock_path, busy):
         yield
 
 
@@ -100,7 +100,7 @@ def rebuild(
     stream: IO[str] = sys.stderr,
 ) -> list[Summary]:
     """Rebuild `projections` from the whole log and switch them in atomically."""
-    with exclusive(settings.data_dir):
+    with exclusive(settings):
         store = LogReader.open(settings.events_path)
         paths = {p.NAME: scratch_path(settings, f"-{p.NAME}") for p in projections}
         main = projector_module.connect(settings.projections_path)
@@ -216,7 +216,7 @@ def check(
     same snapshot, so a running `serve` does not make the comparison drift. Returns the
     number of differing rows.
     """
-    with exclusive(settings.data_dir):
+    with exclusive(settings):
         store = LogReader.open(settings.events_path)
         path = scratch_path(settings)
         scratch = open_scratch(path)
@@ -343,7 +343,7 @@ def _replace(main: sqlite3.Connection, projection: Projection, scratch: str) -> 
 
 def scratch_path(settings: Settings, suffix: str = "") -> Path:
     """The scratch file for `suffix`, with whatever a killed rebuild left there removed."""
-    path = settings.data_dir / f"rebuild-scratch{suffix}.db"
+    path = settings.scratch_path(suffix)
     for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         leftover.unlink(missing_ok=True)
     return path

@@ -66,9 +66,9 @@ async def run_pass(
     settings.require_api_key()
     settings.require_private_data_dir()
     endpoint = Endpoint(settings.api_url, settings.api_key_header, settings.api_key)
-    with exclusive(settings.data_dir):
+    with exclusive(settings):
         store = EventStore.open(settings.events_path)
-        state = SyncState.open(settings.data_dir)
+        state = SyncState.open(settings.sync_path)
         try:
             async with _session() as session:
                 client = OpenApiClient(session, endpoint, policy)
@@ -114,7 +114,7 @@ class SyncScheduler:
         self._process: asyncio.subprocess.Process | None = None
 
     def _due_in(self) -> float:
-        report = last_run(self._settings.data_dir)
+        report = last_run(self._settings.sync_path)
         if report is None or report.finished_at is None:
             return 0.0
         ended = dt.datetime.fromisoformat(report.finished_at).timestamp()
@@ -123,7 +123,7 @@ class SyncScheduler:
     async def _loop(self) -> None:
         while True:
             await self._sleep(self._due_in())
-            before = last_run(self._settings.data_dir)
+            before = last_run(self._settings.sync_path)
             settings = self._settings
             shared = ["--allow-shared-data-dir"] if settings.allow_shared_data_dir else []
             self._process = await asyncio.create_subprocess_exec(
@@ -139,7 +139,7 @@ class SyncScheduler:
                 process_group=0,
             )
             code = await self._process.wait()
-            after = last_run(self._settings.data_dir)
+            after = last_run(self._settings.sync_path)
             log.info(
                 "sync_pass_ended",
                 returncode=code,
@@ -214,7 +214,7 @@ class SyncCollector(Collector):
         if (at := _seconds(last_delivery_at(self._settings))) is not None:
             delivered.add_metric([], at)
         yield delivered
-        report = last_run(self._settings.data_dir)
+        report = last_run(self._settings.sync_path)
         finished = GaugeMetricFamily(
             "bitbybit_sync_last_finished_timestamp_seconds",
             "When the last sync pass ended (Unix time); absent if none has.",

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from pathlib import Path
 
+    from app.settings import Settings
+
 # Said in the report, `--help` and the README: the API has no way to read them back.
 MESSAGES_NOTE = (
     "message statuses are not synced: the Open API can send WhatsApp messages but "
@@ -139,16 +141,11 @@ class Cursor(msgspec.Struct):
     page: int = 1
 
 
-def state_path(data_dir: Path) -> Path:
-    """Where a data directory's sync state lives."""
-    return data_dir / "sync.db"
-
-
 @contextlib.contextmanager
-def exclusive(data_dir: Path) -> Iterator[None]:
+def exclusive(settings: Settings) -> Iterator[None]:
     """Hold the data directory's sync lock; a second sync refuses at once."""
-    busy = SyncBusyError(f"another sync is running on {data_dir}; wait for it to finish")
-    with holding(data_dir / "sync.lock", busy):
+    busy = SyncBusyError(f"another sync is running on {settings.data_dir}; wait for it to finish")
+    with holding(settings.sync_lock_path, busy):
         yield
 
 
@@ -159,10 +156,10 @@ class SyncState:
         self._conn = conn
 
     @classmethod
-    def open(cls, data_dir: Path) -> SyncState:
-        """Open (or create, private to its user) the state of `data_dir`."""
+    def open(cls, path: Path) -> SyncState:
+        """Open (or create, private to its user) the state file at `path` (`sync.db`)."""
         # `connect` creates a new database file private to its user.
-        conn = connect(state_path(data_dir), synchronous="NORMAL", timeout_seconds=30)
+        conn = connect(path, synchronous="NORMAL", timeout_seconds=30)
         conn.executescript(DDL)
         return cls(conn)
 
@@ -234,12 +231,11 @@ class SyncState:
         )
 
 
-def last_run(data_dir: Path) -> Report | None:
+def last_run(path: Path) -> Report | None:
     """The report of the last pass that ended (completed or stopped), read-only.
 
     None when no pass has ended, or there is no state file yet (nothing is created).
     """
-    path = state_path(data_dir)
     if not path.exists():
         return None
     conn = connect_read_only(path)

@@ -281,7 +281,7 @@ def test_select_keeps_the_named_ones_once() -> None:
 def test_a_second_rebuild_refuses(live: Live) -> None:
     live.send("customer.created", sample("customer.created"))
     before = live.dump()
-    with exclusive(live.settings.data_dir):
+    with exclusive(live.settings):
         with pytest.raises(RebuildError, match="another rebuild"):
             rebuild(live.settings, projections.discover(), io.StringIO())
         with pytest.raises(RebuildError, match="another rebuild"):

@@ -9,6 +9,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from app.cli import main
+from app.settings import Settings
 from app.sync.state import exclusive
 from tests._serve import ROOT, app_env
 from tests.sync._tables import expected, log_count, projected
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
 
     import pytest
 
-    from app.settings import Settings
     from tests.sync.fake_api import Account, Faults
 
 DEADLINE_SECONDS = 60
@@ -77,7 +77,7 @@ async def test_killed_pass_resumes_and_equals_an_uninterrupted_one(
 def test_a_second_sync_refuses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """While one sync holds the data directory, another exits 2 saying so."""
     environ = {"BITBYBIT_API_KEY": KEY, "BITBYBIT_API_URL": "http://127.0.0.1:9/v1"}
-    with exclusive(tmp_path):
+    with exclusive(Settings(data_dir=tmp_path)):
         code = main(["sync", "--data-dir", str(tmp_path)], environ)
     assert code == 2
     assert "another sync is running" in capsys.readouterr().err
