@@ -18,15 +18,50 @@ FORBIDDEN = {
     "app/eventlog": (
         "aiohttp",
         "app.http",
+        "app.webhooks",
         "app.projection",
         "app.ops",
         "app.commands",
+        "app.sync",
+        "app.publish",
         "projections",
     ),
-    "app/ops": ("app.http", "app.commands"),
-    "app/projection": ("aiohttp.web", "app.http", "app.ops", "app.sync", "app.commands"),
+    "app/webhooks": (
+        "aiohttp.web",
+        "app.http",
+        "app.projection",
+        "app.ops",
+        "app.commands",
+        "app.sync",
+        "app.publish",
+    ),
+    "app/projection": (
+        "aiohttp.web",
+        "app.http",
+        "app.webhooks",
+        "app.ops",
+        "app.sync",
+        "app.commands",
+        "app.publish",
+    ),
     "app/sync": ("aiohttp.web", "app.http", "app.projection", "app.ops", "app.commands"),
+    "app/publish": ("aiohttp.web", "app.http", "app.ops", "app.commands", "app.sync"),
+    "app/ops": ("app.http", "app.commands"),
+    "app/http": ("app.commands",),
 }
+PACKAGES = tuple(
+    f"app.{p.name}" for p in sorted((ROOT / "app").iterdir()) if (p / "__init__.py").exists()
+)
+# The leaves every layer may import; they import no package of `app` themselves.
+LEAVES = (
+    "app/settings.py",
+    "app/sqlite.py",
+    "app/files.py",
+    "app/terminal.py",
+    "app/instants.py",
+    "app/logging_setup.py",
+    "app/metrics.py",
+)
 # The only module of `app` that the projections may import.
 PROJECTIONS_MAY_IMPORT = ("app.instants",)
 
@@ -62,6 +97,20 @@ def violations(package: str, forbidden: tuple[str, ...]) -> list[str]:
 def test_layer_imports_nothing_above_it(package: str) -> None:
     """No module of the package imports a layer above it (or beside it, where forbidden)."""
     assert violations(package, FORBIDDEN[package]) == []
+
+
+@pytest.mark.parametrize("leaf", LEAVES)
+def test_leaves_import_no_package_of_app(leaf: str) -> None:
+    """The leaves (settings, sqlite, files, terminal, ...) sit under every package."""
+    found = [m for m in imported_modules(ROOT / leaf) if _names(m, PACKAGES)]
+    assert found == []
+
+
+PACKAGES = tuple(
+    f"app.{path.name}"
+    for path in sorted((ROOT / "app").iterdir())
+    if (path / "__init__.py").exists()
+)
 
 
 def test_projections_know_only_the_instant_format_of_app() -> None:
