@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from app.commands import (
     backup,
+    changes,
     errors,
     events,
     explore,
@@ -46,6 +47,7 @@ COMMANDS: tuple[Command, ...] = (
     explore,
     forget,
     sync,
+    changes,
 )
 
 

@@ -16,7 +16,7 @@ import pkgutil
 from typing import TYPE_CHECKING, Protocol, cast
 
 from projections._changes import Change
-from projections._fold import write_changes
+from projections._fold import Touched, write_changes
 from projections._state import Fresh, decode_state, encode_state
 from projections._tables import ChildTable, EntityTable, Event, HistoryTable
 
@@ -33,6 +33,7 @@ __all__ = [
     "Fresh",
     "HistoryTable",
     "Projection",
+    "Touched",
     "decode_state",
     "discover",
     "encode_state",

@@ -11,6 +11,7 @@ is what makes a full rebuild fast.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from projections._state import load_states, write_states
@@ -22,6 +23,20 @@ if TYPE_CHECKING:
     from projections._changes import Change
     from projections._state import Fresh
     from projections._tables import EntityTable
+
+
+@dataclasses.dataclass(slots=True)
+class Touched:
+    """Which rows a write changed, for the change feed that records them with the write.
+
+    `entities` maps each rewritten entity's key to how many child rows it has now where
+    its list was replaced (0 where it was not: the feed keeps the largest count it saw,
+    so a shorter list's removed positions are still named); `history` holds the primary
+    key of each history row written.
+    """
+
+    entities: dict[str, int] = dataclasses.field(default_factory=dict)
+    history: list[tuple[object, ...]] = dataclasses.field(default_factory=list)
 
 
 def merge(state: dict[str, list[Any]], change: Change) -> set[str]:
@@ -48,10 +63,12 @@ def write_changes(
     table: EntityTable,
     changes: Iterable[Change],
     fresh: Fresh | None = None,
+    touched: Touched | None = None,
 ) -> int:
     """Fold `changes` into the stored entities; return how many rows were written.
 
-    With `fresh`, the entities it knows to be unwritten are not looked up.
+    With `fresh`, the entities it knows to be unwritten are not looked up; with
+    `touched`, the rows written are noted there.
     """
     by_key: dict[str, list[Change]] = {}
     history_rows: list[tuple[object, ...]] = []
@@ -76,7 +93,30 @@ def write_changes(
             f"INSERT OR IGNORE INTO {table.history.name} VALUES ({marks})", history_rows
         )
         written += len(history_rows)
+    if touched is not None:
+        _note(touched, table, states, dirty, history_rows)
     return written
+
+
+def _note(
+    touched: Touched,
+    table: EntityTable,
+    states: dict[str, dict[str, list[Any]]],
+    dirty: dict[str, set[str]],
+    history_rows: list[tuple[object, ...]],
+) -> None:
+    registers = [child.register for child in table.children]
+    entities = touched.entities
+    for key, columns in dirty.items():
+        state = states[key]
+        # The longest list replaced: the feed names that many positions in every child
+        # table of the entity, the ones that no longer exist as removed rows.
+        size = max((len(state[r][0] or ()) for r in registers if r in columns), default=0)
+        entities[key] = max(entities.get(key, 0), size)
+    if table.history is not None:
+        names = [name for name, _ in table.history.columns]
+        where = [names.index(column) for column in table.history.primary_key]
+        touched.history.extend(tuple(row[i] for i in where) for row in history_rows)
 
 
 def _fold_entity(state: dict[str, list[Any]], changes: list[Change]) -> set[str]:

@@ -156,6 +156,20 @@ PROJECTION_TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "tables": "the tables it owns, as JSON",
         },
     ),
+    "_changes": (
+        "Bookkeeping: the change feed (`changes`), one note per changed row, newest last.",
+        {
+            "seq": "the note's number: the feed's cursor",
+            "projection": "the projection whose table changed",
+            "tbl": "the table ('' for a reset: the projection's tables were replaced)",
+            "key": "the row's key (an entity's id, or a history row's key as JSON)",
+            "size": "how many child rows the entity has had at most since the last reset",
+        },
+    ),
+    "_changes_sequence": (
+        "Bookkeeping: the last number the change feed gave out.",
+        {"id": "always 1", "last": "the last number given out"},
+    ),
     "_projection_errors": (
         "Events a projection could not apply; they stay in the log (see `errors`).",
         {

@@ -20,7 +20,8 @@ import structlog
 
 from app import sqlite
 from app.eventlog.erasure import Screen
-from projections import write_changes
+from app.projection import feed
+from projections import Touched, write_changes
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -62,11 +63,16 @@ def connect(path: Path | str, *, synchronous: str = "NORMAL") -> sqlite3.Connect
     """
     conn = sqlite.connect(path, synchronous=synchronous, timeout_seconds=60)
     conn.executescript(BOOKKEEPING_DDL)
+    conn.executescript(feed.DDL)
     return conn
 
 
-def install(conn: sqlite3.Connection, projection: Projection, *, position: int = 0) -> None:
-    """Create a projection's tables and checkpoint, unless it already has them."""
+def install(conn: sqlite3.Connection, projection: Projection, *, record: bool = True) -> None:
+    """Create a projection's tables and checkpoint, unless it already has them.
+
+    With `record`, tables not yet in the change feed (new ones, or those of a release
+    before the feed) are put there, in the same transaction.
+    """
     with sqlite.write_transaction(conn):
         exists = conn.execute(
             "SELECT 1 FROM _projections WHERE name = ?", (projection.NAME,)
@@ -74,14 +80,15 @@ def install(conn: sqlite3.Connection, projection: Projection, *, position: int =
         if not exists:
             create_tables(conn, projection)
             conn.execute(
-                "INSERT INTO _projections VALUES (?, ?, ?, ?)",
+                "INSERT INTO _projections VALUES (?, ?, 0, ?)",
                 (
                     projection.NAME,
                     projection.VERSION,
-                    position,
                     msgspec.json.encode(projection.TABLE.table_names).decode(),
                 ),
             )
+        if record and not feed.has_reset(conn, projection):
+            feed.reset(conn, projection)
 
 
 def create_tables(conn: sqlite3.Connection, projection: Projection) -> None:
@@ -118,10 +125,15 @@ class Projector:
         conn: sqlite3.Connection,
         store: LogReader,
         projections: Sequence[Projection],
+        *,
+        record: bool = True,
     ) -> None:
         self.conn = conn
         self.store = store
         self.projections = list(projections)
+        # Whether its writes go into the change feed: not a rebuild's scratch, whose
+        # tables reach the feed whole when they are switched in.
+        self.record = record
         self.stats = {p.NAME: Applied() for p in self.projections}
         # Deliveries about a forgotten person are projected without their personal values.
         self._screen = Screen(store)
@@ -129,7 +141,7 @@ class Projector:
     def install_all(self) -> None:
         """Create what is missing; report (and leave alone) what is stale."""
         for projection in self.projections:
-            install(self.conn, projection)
+            install(self.conn, projection, record=self.record)
 
     def step(self, batch_size: int, until: int | None = None) -> int:
         """Apply the next batch to every current projection in one transaction.
@@ -153,7 +165,7 @@ class Projector:
                     if e.position > position and e.event_type in projection.EVENT_TYPES
                 ]
                 if mine:
-                    rows = apply_events(conn, projection, mine)
+                    rows = apply_events(conn, projection, mine, record=self.record)
                     self.stats[projection.NAME].events += len(mine)
                     self.stats[projection.NAME].rows += rows
                 if events and events[-1].position > position:
@@ -166,7 +178,7 @@ class Projector:
         """Apply `events` to one projection in one transaction, leaving its checkpoint."""
         events = self._screen.screen(events)
         with sqlite.write_transaction(self.conn):
-            rows = apply_events(self.conn, projection, events, fresh)
+            rows = apply_events(self.conn, projection, events, fresh, record=self.record)
         self.stats[projection.NAME].events += len(events)
         self.stats[projection.NAME].rows += rows
 
@@ -253,12 +265,15 @@ def apply_events(
     projection: Projection,
     events: Sequence[StoredEvent],
     fresh: Fresh | None = None,
+    *,
+    record: bool = True,
 ) -> int:
     """Fold `events` into one projection's tables; record (and skip) any it cannot apply.
 
     The batch is written under a savepoint; should writing it fail, it is applied again
     one event at a time (looking every entity up) so that only the event at fault is
-    recorded as an error. `fresh` is what a rebuild knows of a fresh scratch.
+    recorded as an error. `fresh` is what a rebuild knows of a fresh scratch. With
+    `record`, the rows written are noted in the change feed in the same transaction.
     """
     changes: list[Change] = []
     for event in events:
@@ -268,9 +283,10 @@ def apply_events(
             record_error(conn, projection, event, exc)
     if fresh is not None:
         fresh.note(changes)
+    touched = Touched() if record else None
     conn.execute("SAVEPOINT batch")
     try:
-        written = write_changes(conn, projection.TABLE, changes, fresh)
+        written = write_changes(conn, projection.TABLE, changes, fresh, touched)
     except Exception as exc:
         if database_failed(exc):
             raise
@@ -278,19 +294,31 @@ def apply_events(
         # say): found by applying the events one by one.
         conn.execute("ROLLBACK TO batch")
         conn.execute("RELEASE batch")
-        return _apply_one_by_one(conn, projection, events)
-    conn.execute("RELEASE batch")
+        touched = Touched() if record else None
+        written = _apply_one_by_one(conn, projection, events, touched)
+    else:
+        conn.execute("RELEASE batch")
+    if touched is not None:
+        feed.record(conn, projection, touched)
     return written
 
 
 def _apply_one_by_one(
-    conn: sqlite3.Connection, projection: Projection, events: Sequence[StoredEvent]
+    conn: sqlite3.Connection,
+    projection: Projection,
+    events: Sequence[StoredEvent],
+    touched: Touched | None,
 ) -> int:
     written = 0
     for event in events:
         conn.execute("SAVEPOINT event")
         try:
-            written += write_changes(conn, projection.TABLE, projection.apply(event))
+            mine = Touched() if touched is not None else None
+            written += write_changes(conn, projection.TABLE, projection.apply(event), None, mine)
+            if touched is not None and mine is not None:
+                for key, size in mine.entities.items():
+                    touched.entities[key] = max(touched.entities.get(key, 0), size)
+                touched.history.extend(mine.history)
         except Exception as exc:
             if database_failed(exc):
                 raise
@@ -366,6 +394,8 @@ def refold(
             if row is None:
                 continue  # never installed: nothing of theirs to re-fold
             _delete(conn, projection, keys)
+            # A deleted row that no event writes again must reach the feed as removed.
+            feed.record(conn, projection, Touched(entities=dict.fromkeys(keys, 0)))
             table = projection.TABLE
             found = store.events_of(projection.EVENT_TYPES, table.payload_key, keys, until=row[0])
             apply_events(conn, projection, screen.screen(found))

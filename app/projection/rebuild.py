@@ -37,6 +37,7 @@ import msgspec
 
 from app.eventlog.reads import LogReader
 from app.files import holding
+from app.projection import feed
 from app.projection import projector as projector_module
 from app.sqlite import rollback_if_open
 from app.terminal import Progress
@@ -173,7 +174,7 @@ def _build_scratch(events_path: Path, path: Path, name: str, until: int) -> Summ
     store = LogReader.open(events_path)
     scratch = open_scratch(path)
     try:
-        builder = projector_module.Projector(scratch, store, [projection])
+        builder = projector_module.Projector(scratch, store, [projection], record=False)
         builder.install_all()
         drop_indexes(scratch)
 
@@ -229,7 +230,7 @@ def check(
                 for name, _, position in main.execute(projector_module.SELECT_CHECKPOINTS)
             }
             for projection in projections:
-                builder = projector_module.Projector(scratch, store, [projection])
+                builder = projector_module.Projector(scratch, store, [projection], record=False)
                 builder.install_all()
                 drop_indexes(scratch)
                 fold_log(builder, lambda _events: None, checkpoints.get(projection.NAME, 0))
@@ -297,7 +298,7 @@ def switch(
                 # in the log during the build goes into the scratch before it is copied.
                 scratch = open_scratch(paths[projection.NAME])
                 try:
-                    tail = projector_module.Projector(scratch, store, [projection])
+                    tail = projector_module.Projector(scratch, store, [projection], record=False)
                     tail.catch_up(BATCH)
                 finally:
                     scratch.close()
@@ -333,6 +334,7 @@ def _replace(main: sqlite3.Connection, projection: Projection, scratch: str) -> 
         "WHERE name = ?",
         (projection.NAME,),
     )
+    feed.reset(main, projection)
     main.execute("DELETE FROM main._projection_errors WHERE projection = ?", (projection.NAME,))
     main.execute(
         f"INSERT INTO main._projection_errors SELECT * FROM {scratch}._projection_errors "
