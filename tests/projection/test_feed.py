@@ -72,7 +72,7 @@ def projected(conn: sqlite3.Connection) -> Tables:
     found: Tables = {}
     for projection in projections.discover():
         table = projection.TABLE
-        shapes = [(table.name, (table.key,))]
+        shapes: list[tuple[str, tuple[str, ...]]] = [(table.name, (table.key,))]
         shapes += [(c.name, (c.parent_column, "position")) for c in table.children]
         if table.history:
             shapes.append((table.history.name, table.history.primary_key))
