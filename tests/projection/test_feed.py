@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -175,3 +178,69 @@ def test_cursors_compare_in_feed_order() -> None:
     assert parse_cursor(cursor(42, 7)) == (42, 7)
     with pytest.raises(CursorError, match="not a cursor"):
         parse_cursor("42")
+
+
+def _changes(data_dir: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app", "changes", "--data-dir", str(data_dir), *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_the_changes_command_prints_json_lines_and_resumes(tmp_path: Path) -> None:
+    """`changes` prints the feed, pages with --after and --limit, filters by projection.
+
+    A bad cursor or a missing projections.db is one sentence, not a traceback.
+    """
+    data_dir = tmp_path / "data"
+    harness = Harness(data_dir)
+    try:
+        harness.send("order.created", sample("order.created"))
+        harness.send("customer.created", sample("customer.created"))
+        expected = Feed(harness.conn, projections.discover()).lines(None, 1000)
+    finally:
+        harness.close()
+    whole = _changes(data_dir)
+    assert whole.returncode == 0, whole.stderr
+    assert [json.loads(line) for line in whole.stdout.splitlines()] == expected
+    first = _changes(data_dir, "--limit", "3")
+    lines = [json.loads(line) for line in first.stdout.splitlines()]
+    assert lines == expected[:3]
+    rest = _changes(data_dir, "--after", lines[-1]["cursor"])
+    assert [json.loads(line) for line in rest.stdout.splitlines()] == expected[3:]
+    orders = _changes(data_dir, "--projection", "orders")
+    tables = {json.loads(line).get("table") for line in orders.stdout.splitlines()}
+    assert tables == {None, "orders", "order_line_items"}  # None: the reset line
+    bad = _changes(data_dir, "--after", "yesterday")
+    assert bad.returncode == 2
+    assert "not a cursor" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    missing = _changes(tmp_path / "elsewhere")
+    assert missing.returncode == 1
+    assert "no projection tables" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+def test_changes_follow_prints_new_lines_as_they_come(tmp_path: Path) -> None:
+    """`changes --follow` goes on printing lines for rows written after it started."""
+    data_dir = tmp_path / "data"
+    harness = Harness(data_dir)
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "app", "changes", "--follow", "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follower.stdout is not None
+        resets = [json.loads(follower.stdout.readline()) for _ in range(4)]
+        assert {line["reset"] for line in resets} == {p.NAME for p in projections.discover()}
+        harness.send("customer.created", sample("customer.created"))
+        line = json.loads(follower.stdout.readline())  # blocks until the line comes
+        assert (line["table"], line["row"]["id"]) == ("customers", line["key"]["id"])
+    finally:
+        follower.kill()
+        follower.wait()
+        harness.close()
