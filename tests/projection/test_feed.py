@@ -242,5 +242,5 @@ def test_changes_follow_prints_new_lines_as_they_come(tmp_path: Path) -> None:
         assert (line["table"], line["row"]["id"]) == ("customers", line["key"]["id"])
     finally:
         follower.kill()
-        follower.wait()
+        follower.communicate()
         harness.close()
