@@ -27,16 +27,21 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(slots=True)
 class Touched:
-    """Which rows a write changed, for the change feed that records them with the write.
+    """Which entities a write changed, for the change feed that records them with the write.
 
-    `entities` maps each rewritten entity's key to how many child rows it has now where
-    its list was replaced (0 where it was not: the feed keeps the largest count it saw,
-    so a shorter list's removed positions are still named); `history` holds the primary
-    key of each history row written.
+    Maps each entity's key to the larger of how many child rows it had and has where its
+    list was replaced (0 where it was not), so that the positions a shorter list removed
+    are named in the feed. An entity with a new history row is named too: its history
+    comes with it in the feed.
     """
 
     entities: dict[str, int] = dataclasses.field(default_factory=dict)
-    history: list[tuple[object, ...]] = dataclasses.field(default_factory=list)
+
+    def add(self, other: Touched) -> None:
+        """Take in what another write touched."""
+        entities = self.entities
+        for key, size in other.entities.items():
+            entities[key] = max(entities.get(key, 0), size)
 
 
 def merge(state: dict[str, list[Any]], change: Change) -> set[str]:
@@ -86,37 +91,38 @@ def write_changes(
         # Any event naming an id makes its row exist, even one that carries no field.
         if changed or not known:
             dirty[key] = changed
-    written = write_states(conn, table, states, dirty)
+    old_sizes: dict[str, int] | None = {} if touched is not None else None
+    written = write_states(conn, table, states, dirty, old_sizes)
     if history_rows and table.history:
         marks = ", ".join("?" * len(table.history.columns))
         conn.executemany(
             f"INSERT OR IGNORE INTO {table.history.name} VALUES ({marks})", history_rows
         )
         written += len(history_rows)
-    if touched is not None:
-        _note(touched, table, states, dirty, history_rows)
+    if touched is not None and old_sizes is not None:
+        _note(touched, table, states, dirty, old_sizes, history_rows)
     return written
 
 
-def _note(
+def _note(  # noqa: PLR0913, PLR0917 - what one write did, as write_changes has it
     touched: Touched,
     table: EntityTable,
     states: dict[str, dict[str, list[Any]]],
     dirty: dict[str, set[str]],
+    old_sizes: dict[str, int],
     history_rows: list[tuple[object, ...]],
 ) -> None:
     registers = [child.register for child in table.children]
     entities = touched.entities
     for key, columns in dirty.items():
         state = states[key]
-        # The longest list replaced: the feed names that many positions in every child
-        # table of the entity, the ones that no longer exist as removed rows.
+        # The longest list, before or after: the feed names that many positions in the
+        # entity's child tables, the ones that no longer exist as removed rows.
         size = max((len(state[r][0] or ()) for r in registers if r in columns), default=0)
-        entities[key] = max(entities.get(key, 0), size)
-    if table.history is not None:
-        names = [name for name, _ in table.history.columns]
-        where = [names.index(column) for column in table.history.primary_key]
-        touched.history.extend(tuple(row[i] for i in where) for row in history_rows)
+        entities[key] = max(entities.get(key, 0), size, old_sizes.get(key, 0))
+    # A history row's first column is its entity's key (message_id).
+    for row in history_rows:
+        entities.setdefault(str(row[0]), 0)
 
 
 def _fold_entity(state: dict[str, list[Any]], changes: list[Change]) -> set[str]:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 _state_decoder = msgspec.json.Decoder(tuple[list[str], list[int]])
 _state_encoder = msgspec.json.Encoder()
+_keys_encoder = msgspec.json.Encoder()
 # Where a register is absent from a stored state.
 _ABSENT = -1
 _LOOKUP_CHUNK = 500
@@ -114,7 +115,12 @@ def write_states(
     table: EntityTable,
     states: dict[str, dict[str, list[Any]]],
     dirty: dict[str, set[str]],
+    old_sizes: dict[str, int] | None = None,
 ) -> int:
+    """Write the dirty entities' rows, states and replaced child rows; how many rows.
+
+    With `old_sizes`, how many child rows each replaced list had before is counted there.
+    """
     if not dirty:
         return 0
     columns = [name for name, _ in table.columns]
@@ -135,9 +141,19 @@ def write_states(
         replaced = [key for key, cols in dirty.items() if child.register in cols]
         if not replaced:
             continue
-        conn.executemany(
-            f"DELETE FROM {child.name} WHERE {child.parent_column} = ?", [(k,) for k in replaced]
-        )
+        if old_sizes is None:
+            conn.executemany(
+                f"DELETE FROM {child.name} WHERE {child.parent_column} = ?",
+                [(k,) for k in replaced],
+            )
+        else:
+            gone = conn.execute(
+                f"DELETE FROM {child.name} WHERE {child.parent_column} IN "
+                f"(SELECT value FROM json_each(?)) RETURNING {child.parent_column}",
+                (_encode_keys(replaced),),
+            ).fetchall()
+            for (parent,) in gone:
+                old_sizes[parent] = old_sizes.get(parent, 0) + 1
         child_rows = [
             (key, position, *row)
             for key in replaced
@@ -147,3 +163,7 @@ def write_states(
         conn.executemany(f"INSERT INTO {child.name} VALUES ({marks})", child_rows)
         written += len(child_rows)
     return written
+
+
+def _encode_keys(keys: list[str]) -> str:
+    return _keys_encoder.encode(keys).decode()

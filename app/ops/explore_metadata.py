@@ -161,14 +161,19 @@ PROJECTION_TABLES: dict[str, tuple[str, dict[str, str]]] = {
         {
             "seq": "the note's number: the feed's cursor",
             "projection": "the projection whose table changed",
-            "tbl": "the table ('' for a reset: the projection's tables were replaced)",
-            "key": "the row's key (an entity's id, or a history row's key as JSON)",
-            "size": "how many child rows the entity has had at most since the last reset",
+            "tbl": "the entity's table ('' for a reset: the projection's tables were replaced)",
+            "key": "the entity's id (the projection's name, for a reset)",
+            "size": "how many child rows the entity had at most, before or after the change",
         },
     ),
     "_changes_sequence": (
         "Bookkeeping: the last number the change feed gave out.",
-        {"id": "always 1", "last": "the last number given out"},
+        {
+            "id": "always 1",
+            "last": "the last number given out",
+            "notes": "how many notes there are, about",
+            "compacted": "how many notes the last compaction left",
+        },
     ),
     "_projection_errors": (
         "Events a projection could not apply; they stay in the log (see `errors`).",

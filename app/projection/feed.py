@@ -1,17 +1,20 @@
 """The change feed (SPEC §12): which rows of the projection tables changed, in commit order.
 
-Every write to the projection tables notes the rows it changed in `_changes`, in the
-same transaction, so the feed can never miss a change nor invent one. A note names a
-row, not its values: `changes` reads each row as it is when the feed is read. Each row
-has at most one note, moved to the newest sequence number whenever the row changes
-again (the log of changes is compacted as it is written): the table stays as large as
-the projection tables, however long the mirror runs, and a consumer that applies every
-line in order (upsert by key, delete on a null row) holds the projection tables.
+Every write to the projection tables notes the entities it changed in `_changes`, in the
+same transaction, so the feed can never miss a change nor invent one. A note names an
+entity, not its values: `changes` reads each row as it is when the feed is read, so a
+consumer that applies every line in order (upsert by key, delete on a null row) holds
+the projection tables. Notes are appended (the cheapest write SQLite has: the newest
+page of one B-tree), and compacted now and then (`compact_if_due`): an entity's older
+notes go, its newest stays, carrying the largest child count of them all. Rewriting one
+note per entity in place instead cost the live projector twice as much.
 
-A note on an entity row stands for its child rows too: the feed expands it into the
-entity's line and one line per child position, up to the largest number of children
-the entity has had since the last reset, so a position that no longer exists comes as
-a null row. A history row (append-only) has a note of its own.
+A note on an entity row stands for its child rows and its history too: the feed expands
+it into the entity's line, one line per child position, up to the largest number of
+children the entity has had since the last reset (so a position that no longer exists
+comes as a null row), and one line per history row (append-only: a message's statuses).
+One note per entity, not per row, is what keeps the feed's cost to the live projector
+small.
 
 A rebuild (or the first sight of an existing table) resets a projection: its notes are
 dropped, a reset note takes the next number, and every row of its new tables gets a
@@ -31,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from app.sqlite import write_transaction
+
 if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Collection, Iterator, Sequence
@@ -45,19 +50,21 @@ CREATE TABLE IF NOT EXISTS _changes (
     key TEXT NOT NULL,
     size INTEGER NOT NULL
 ) STRICT;
-CREATE UNIQUE INDEX IF NOT EXISTS _changes_by_row ON _changes (tbl, key);
 CREATE TABLE IF NOT EXISTS _changes_sequence (
     id INTEGER PRIMARY KEY CHECK (id = 1),
-    last INTEGER NOT NULL
+    last INTEGER NOT NULL,
+    notes INTEGER NOT NULL,
+    compacted INTEGER NOT NULL
 ) STRICT;
-INSERT OR IGNORE INTO _changes_sequence VALUES (1, 0);
+INSERT OR IGNORE INTO _changes_sequence VALUES (1, 0, 0, 0);
 """
 # A reset's note: no table, the projection's name as its key.
 RESET_TABLE = ""
-UPSERT_NOTE = (
-    "INSERT INTO _changes (seq, projection, tbl, key, size) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT (tbl, key) DO UPDATE SET seq = excluded.seq, size = max(size, excluded.size)"
-)
+INSERT_NOTE = "INSERT INTO _changes (seq, projection, tbl, key, size) VALUES (?, ?, ?, ?, ?)"
+# Compaction is due when the notes are this many times what the last one left, plus a
+# floor, so its cost (a sort of the notes) is spread over at least as many new notes.
+COMPACT_GROWTH = 2
+COMPACT_FLOOR = 100_000
 _CURSOR = re.compile(r"([0-9]{16})(?:\.([0-9]{6}))?")
 _encode_key = msgspec.json.Encoder().encode
 
@@ -82,31 +89,26 @@ def parse_cursor(text: str) -> tuple[int, int]:
     return int(match[1]), int(match[2] or 0)
 
 
-def _take_numbers(conn: sqlite3.Connection, count: int) -> int:
+def _take_numbers(conn: sqlite3.Connection, count: int, schema: str = "main") -> int:
     """Reserve `count` sequence numbers (inside the caller's write transaction); the first."""
-    (last,) = conn.execute("SELECT last FROM _changes_sequence WHERE id = 1").fetchone()
-    conn.execute("UPDATE _changes_sequence SET last = ? WHERE id = 1", (last + count,))
+    (last,) = conn.execute(f"SELECT last FROM {schema}._changes_sequence").fetchone()
+    conn.execute(
+        f"UPDATE {schema}._changes_sequence SET last = ?, notes = notes + ?", (last + count, count)
+    )
     return int(last) + 1
 
 
 def record(conn: sqlite3.Connection, projection: Projection, touched: Touched) -> None:
-    """Note the rows a write changed, inside the write's own transaction."""
-    table = projection.TABLE
-    history = table.history
-    count = len(touched.entities) + (len(touched.history) if history else 0)
-    if not count:
+    """Note the entities a write changed, inside the write's own transaction."""
+    entities = touched.entities
+    if not entities:
         return
-    seq = _take_numbers(conn, count)
-    name = projection.NAME
-    notes: list[tuple[object, ...]] = []
-    for key, size in touched.entities.items():
-        notes.append((seq, name, table.name, key, size))
-        seq += 1
-    if history is not None:
-        for row_key in touched.history:
-            notes.append((seq, name, history.name, _encode_key(row_key).decode(), 0))
-            seq += 1
-    conn.executemany(UPSERT_NOTE, notes)
+    seq = _take_numbers(conn, len(entities))
+    name, table = projection.NAME, projection.TABLE.name
+    conn.executemany(
+        INSERT_NOTE,
+        [(seq + n, name, table, key, size) for n, (key, size) in enumerate(entities.items())],
+    )
 
 
 def has_reset(conn: sqlite3.Connection, projection: Projection) -> bool:
@@ -126,7 +128,7 @@ def reset(conn: sqlite3.Connection, projection: Projection, schema: str = "main"
     table = projection.TABLE
     name = projection.NAME
     conn.execute(f"DELETE FROM {schema}._changes WHERE projection = ?", (name,))
-    seq = _take_numbers(conn, 1)
+    seq = _take_numbers(conn, 1, schema)
     conn.execute(
         f"INSERT INTO {schema}._changes VALUES (?, ?, ?, ?, 0)", (seq, name, RESET_TABLE, name)
     )
@@ -138,24 +140,43 @@ def reset(conn: sqlite3.Connection, projection: Projection, schema: str = "main"
     size = "max(0, " + ", ".join(f"COALESCE(c{i}.n, 0)" for i in range(len(table.children)))
     size = size + ")" if table.children else "0"
     rows = conn.execute(f"SELECT COUNT(*) FROM {schema}.{table.name}").fetchone()[0]
-    first = _take_numbers(conn, rows)
+    first = _take_numbers(conn, rows, schema)
     conn.execute(
         f"INSERT INTO {schema}._changes (seq, projection, tbl, key, size) "
         f"SELECT ? + ROW_NUMBER() OVER (ORDER BY t.{table.key}) - 1, ?, ?, t.{table.key}, "
         f"{size} FROM {schema}.{table.name} AS t {sizes}",
         (first, name, table.name),
     )
-    if table.history is not None:
-        history = table.history
-        rows = conn.execute(f"SELECT COUNT(*) FROM {schema}.{history.name}").fetchone()[0]
-        first = _take_numbers(conn, rows)
-        keys = ", ".join(history.primary_key)
+
+
+def compact_if_due(conn: sqlite3.Connection) -> bool:
+    """Compact the notes if enough have gathered since the last time; whether it did."""
+    notes, compacted = conn.execute("SELECT notes, compacted FROM _changes_sequence").fetchone()
+    if notes < COMPACT_GROWTH * compacted + COMPACT_FLOOR:
+        return False
+    compact(conn)
+    return True
+
+
+def compact(conn: sqlite3.Connection) -> None:
+    """Drop every note but each entity's newest, in a write transaction of its own.
+
+    The newest note takes the largest child count of the entity's notes, so a consumer
+    that had read none of them still learns of every position a shorter list removed.
+    """
+    with write_transaction(conn):
         conn.execute(
-            f"INSERT INTO {schema}._changes (seq, projection, tbl, key, size) "
-            f"SELECT ? + ROW_NUMBER() OVER (ORDER BY {keys}) - 1, ?, ?, json_array({keys}), 0 "
-            f"FROM {schema}.{history.name}",
-            (first, name, history.name),
+            "CREATE TEMP TABLE _newest AS SELECT MAX(seq) AS seq, MAX(size) AS size "
+            "FROM _changes GROUP BY tbl, key"
         )
+        conn.execute("DELETE FROM _changes WHERE seq NOT IN (SELECT seq FROM temp._newest)")
+        conn.execute(
+            "UPDATE _changes SET size = n.size FROM temp._newest AS n "
+            "WHERE n.seq = _changes.seq AND n.size != _changes.size"
+        )
+        conn.execute("DROP TABLE temp._newest")
+        (left,) = conn.execute("SELECT COUNT(*) FROM _changes").fetchone()
+        conn.execute("UPDATE _changes_sequence SET notes = ?, compacted = ?", (left, left))
 
 
 def head(conn: sqlite3.Connection) -> str | None:
@@ -190,7 +211,6 @@ class Feed:
     def __init__(self, conn: sqlite3.Connection, projections: Sequence[Projection]) -> None:
         self._conn = conn
         self._entities: dict[str, tuple[_Shape, list[tuple[_Shape, str]]]] = {}
-        self._histories: dict[str, _Shape] = {}
         for projection in projections:
             self._describe(projection.NAME, projection.TABLE)
 
@@ -208,12 +228,13 @@ class Feed:
             )
             for child in table.children
         ]
-        self._entities[table.name] = (entity, children)
         if table.history is not None:
             history = table.history
-            self._histories[history.name] = _Shape(
+            shape = _Shape(
                 history.name, name, history.primary_key, tuple(c for c, _ in history.columns)
             )
+            children.append((shape, history.columns[0][0]))
+        self._entities[table.name] = (entity, children)
 
     def lines(
         self, after: str | None, limit: int, projections: Collection[str] = ()
@@ -259,20 +280,23 @@ class Feed:
         if table == RESET_TABLE:
             yield {"reset": key, "cursor": cursor(seq), "_child": 0}
             return
-        if table in self._histories:
-            shape = self._histories[table]
-            values = msgspec.json.decode(key)
-            yield self._line(seq, 0, shape, values)
-            return
         if table not in self._entities:
             return  # a table no projection of this code has (a projection removed)
         entity, children = self._entities[table]
         yield self._line(seq, 0, entity, [key])
         child_line = 1
         for shape, parent in children:
+            order = ", ".join(shape.key[1:])
             rows = self._conn.execute(
-                f"SELECT * FROM {shape.name} WHERE {parent} = ? ORDER BY position", (key,)
+                f"SELECT * FROM {shape.name} WHERE {parent} = ? ORDER BY {order}", (key,)
             ).fetchall()
+            if shape.key[1:] != ("position",):
+                # History rows: append-only, each keyed by its own columns.
+                for row in rows:
+                    values = [row[shape.columns.index(k)] for k in shape.key]
+                    yield self._child_line(seq, child_line, shape, values, row)
+                    child_line += 1
+                continue
             for position in range(max(size, len(rows))):
                 row = rows[position] if position < len(rows) else None
                 yield self._child_line(seq, child_line, shape, [key, position], row)

@@ -20,7 +20,7 @@ import structlog
 
 from app.eventlog.reads import LogReader
 from app.logging_setup import configure_logging
-from app.projection import projector
+from app.projection import feed, projector
 from app.settings import Settings
 from projections import discover
 
@@ -64,6 +64,8 @@ def follow(data_dir: Path, wake_fd: int) -> None:
             try:
                 while runner.step(LIVE_BATCH):
                     gc.collect()
+                # Caught up: the moment to compact the change feed's notes, when due.
+                feed.compact_if_due(conn)
             except Exception:
                 # A locked or failing projections.db must not stop projecting for good:
                 # the log keeps everything and the next wake-up tries again.

@@ -316,9 +316,7 @@ def _apply_one_by_one(
             mine = Touched() if touched is not None else None
             written += write_changes(conn, projection.TABLE, projection.apply(event), None, mine)
             if touched is not None and mine is not None:
-                for key, size in mine.entities.items():
-                    touched.entities[key] = max(touched.entities.get(key, 0), size)
-                touched.history.extend(mine.history)
+                touched.add(mine)
         except Exception as exc:
             if database_failed(exc):
                 raise

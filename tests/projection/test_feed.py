@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import projections
 from app.ops.forget import forget
-from app.projection.feed import CursorError, Feed, cursor, parse_cursor, record
+from app.projection.feed import CursorError, Feed, compact, cursor, parse_cursor, record
 from app.projection.rebuild import rebuild
 from app.settings import Settings
 from app.sqlite import write_transaction
@@ -63,6 +63,10 @@ class Consumer:
             else:
                 rows[key] = line["row"]
 
+    def held(self) -> Tables:
+        """The tables that hold rows (a table whose rows all went is no table at all)."""
+        return {name: rows for name, rows in self.tables.items() if rows}
+
     def read(self, conn: sqlite3.Connection, limit: int = 1_000_000) -> int:
         """Apply up to `limit` lines after the last cursor; how many there were."""
         lines = Feed(conn, projections.discover()).lines(self.cursor, limit)
@@ -93,11 +97,11 @@ def projected(conn: sqlite3.Connection) -> Tables:
 def test_a_consumer_of_the_feed_holds_the_tables(
     history: list[Delivery], data: st.DataObject
 ) -> None:
-    """Deliveries in any order and batches, rebuilds, forgets, reads of any size: equal."""
+    """Deliveries in any order and batches, rebuilds, forgets, compactions, reads: equal."""
     shuffled = data.draw(st.permutations(history), label="arrival order")
     redelivered = data.draw(st.lists(st.sampled_from(history), max_size=3), label="again")
     steps = data.draw(
-        st.lists(st.sampled_from(["read", "rebuild", "forget", "nothing"]), min_size=4),
+        st.lists(st.sampled_from(["read", "rebuild", "forget", "compact", "nothing"]), min_size=4),
         label="between batches",
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,12 +122,14 @@ def test_a_consumer_of_the_feed_holds_the_tables(
                     _stray_order(harness.conn)
                     consumer.read(harness.conn)
                     rebuild(config, projections.discover(), stream=io.StringIO())
+                elif step == "compact":
+                    compact(harness.conn)
                 elif step == "forget":
                     forget(config, projections.discover(), "c1", reason="test")
             harness.append(arriving[len(steps) * size :])
             harness.project()
             consumer.read(harness.conn)
-            assert consumer.tables == projected(harness.conn)
+            assert consumer.held() == projected(harness.conn)
         finally:
             harness.close()
 
@@ -166,7 +172,7 @@ def test_a_shorter_list_reaches_the_feed_as_removed_child_rows(tmp_path: Path) -
         three = {**base, "updatedAt": "2024-01-03T00:00:00Z", "lineItems": items[:2]}
         harness.send("order.updated", three)
         consumer.read(harness.conn)
-        assert consumer.tables == projected(harness.conn)
+        assert consumer.held() == projected(harness.conn)
         assert len(consumer.tables["order_line_items"]) == 2
     finally:
         harness.close()
