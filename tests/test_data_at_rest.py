@@ -19,9 +19,7 @@ from app import cli
 from app.eventlog.store import EventStore
 from app.ops import transfer
 from app.webhooks import samples
-from tests._helpers import wait_until
-from tests._serve import ROOT, ServeProcess, app_env
-from tests.conftest import SECRET, signed_headers
+from tests._helpers import ROOT, SECRET, ServeProcess, app_env, signed_headers, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

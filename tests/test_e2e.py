@@ -15,9 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests._helpers import DEADLINE_SECONDS, wait_until
-from tests._serve import ServeProcess
-from tests.conftest import log_rows, signed_headers
+from tests._helpers import DEADLINE_SECONDS, ServeProcess, log_rows, signed_headers, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

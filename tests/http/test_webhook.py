@@ -16,12 +16,12 @@ from app.eventlog import schema as schema_module
 from app.settings import Settings
 from app.webhooks.delivery import parse_event_timestamp
 from projections import discover
-from tests._helpers import eventually
-from tests.conftest import (
+from tests._helpers import (
     OTHER_SECRET,
     SECRET,
     conflict_rows,
     event_rows,
+    eventually,
     log_rows,
     metric_sample,
     post,
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
     from pathlib import Path
 
-    from tests.conftest import Client, MakeClient
+    from tests._helpers import Client, MakeClient
 
 BODY = b'{"id": "ord_1", "status": "paid", "total": 12.5}'
 ISO_MILLIS_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")

@@ -15,20 +15,32 @@ from app.ops import forget
 from app.projection.projector import Projector, connect
 from app.settings import Settings
 from projections import discover
-from tests._helpers import T0, delivery
-from tests.ops._people import ALICE, BOB, FORGOTTEN, KEPT, SHARED_NAME, customer, forms, populate
-from tests.projections._helpers import Harness, dump_tables, iso
+from tests._helpers import (
+    ALICE,
+    BOB,
+    FORGOTTEN,
+    KEPT,
+    SHARED_NAME,
+    T0,
+    Harness,
+    budi_customer,
+    delivery,
+    dump_tables,
+    forms,
+    iso,
+    populate_people,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tests.projections._helpers import Dump
+    from tests._helpers import Dump
 
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "data"
-    populate(directory)
+    populate_people(directory)
     return directory
 
 
@@ -207,7 +219,7 @@ def test_an_older_log_gets_the_narrow_trigger_in_place_of_the_blanket_one(tmp_pa
 def _forget_then_deliver_a_later_update(data_dir: Path) -> None:
     """Forget the customer, then take (and project) a later update about them."""
     assert _forget(data_dir, "--customer", FORGOTTEN, "--yes") == 0
-    later = customer(FORGOTTEN, ALICE | {"email": ALICE["later_email"]})
+    later = budi_customer(FORGOTTEN, ALICE | {"email": ALICE["later_email"]})
     h = Harness(data_dir)
     try:
         h.send(
@@ -290,7 +302,9 @@ def test_export_marks_redacted_rows(data_dir: Path, tmp_path: Path) -> None:
 def test_a_retry_of_a_redacted_delivery_is_a_plain_duplicate(data_dir: Path) -> None:
     """BitByBit retrying the original body after forget: answered duplicate, nothing kept aside."""
     assert _forget(data_dir, "--customer", FORGOTTEN, "--yes") == 0
-    retry = delivery("customer.created", customer(FORGOTTEN, ALICE), webhook_id="wh-alice-created")
+    retry = delivery(
+        "customer.created", budi_customer(FORGOTTEN, ALICE), webhook_id="wh-alice-created"
+    )
     before = _counts(data_dir)
     store = EventStore.open(data_dir / "events.db")
     try:

@@ -12,10 +12,20 @@ from typing import TYPE_CHECKING
 import pytest
 
 from app.webhooks.signature import sign
-from tests._helpers import DEADLINE_SECONDS, wait_until
-from tests._serve import ROOT, ServeProcess, app_env
-from tests.conftest import SECRET, log_rows
-from tests.ops._people import ALICE, BOB, FORGOTTEN, forms, populate
+from tests._helpers import (
+    ALICE,
+    BOB,
+    DEADLINE_SECONDS,
+    FORGOTTEN,
+    ROOT,
+    SECRET,
+    ServeProcess,
+    app_env,
+    forms,
+    log_rows,
+    populate_people,
+    wait_until,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -27,7 +37,7 @@ PER_THREAD = 60
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[ServeProcess]:
-    populate(tmp_path / "data")
+    populate_people(tmp_path / "data")
     server = ServeProcess(tmp_path / "data")
     try:
         yield server

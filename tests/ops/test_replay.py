@@ -13,10 +13,17 @@ from app.eventlog.store import EventStore
 from app.ops import send
 from app.webhooks.samples import EVENT_TYPES
 from projections import discover
-from tests._helpers import wait_until
-from tests._populated import populate
-from tests._serve import ROOT, ServeProcess, app_env, free_port
-from tests.conftest import OTHER_SECRET, SECRET, event_rows
+from tests._helpers import (
+    OTHER_SECRET,
+    ROOT,
+    SECRET,
+    ServeProcess,
+    app_env,
+    event_rows,
+    free_port,
+    populate_examples,
+    wait_until,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -111,7 +118,7 @@ def test_filters_and_a_wrong_secret(tmp_path: Path) -> None:
 
 def test_unreachable_endpoint_exits_1(tmp_path: Path) -> None:
     """Nothing listening: one error naming the URL, exit 1."""
-    populate(tmp_path)
+    populate_examples(tmp_path)
     url = f"http://127.0.0.1:{free_port()}/webhooks"
     done = _replay(tmp_path, "--to", url, "--secret", SECRET.decode())
     assert done.returncode == 1

@@ -14,8 +14,7 @@ from app.http.main import create_app
 from app.ops import send
 from app.webhooks.samples import EVENT_TYPES, sample_body
 from app.webhooks.signature import Verifier
-from tests._helpers import eventually
-from tests.conftest import OTHER_SECRET, SECRET, event_rows
+from tests._helpers import OTHER_SECRET, SECRET, event_rows, eventually
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -17,8 +17,7 @@ from app.ops import transfer
 from app.projection.rebuild import rebuild
 from app.settings import Settings
 from tests import _helpers
-from tests._helpers import T0
-from tests.conftest import OTHER_SECRET, SECRET, log_rows
+from tests._helpers import OTHER_SECRET, SECRET, T0, log_rows
 
 if TYPE_CHECKING:
     from pathlib import Path

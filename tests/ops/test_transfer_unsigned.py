@@ -9,8 +9,7 @@ import msgspec
 from app.eventlog.store import EventStore
 from app.ops import transfer
 from app.sync.passes import CUSTOMERS, snapshot
-from tests._helpers import delivery
-from tests.conftest import SECRET, event_rows, signed_headers
+from tests._helpers import SECRET, delivery, event_rows, signed_headers
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -15,8 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.eventlog.store import Outcome
-from tests._helpers import T0, delivery
-from tests.projections._helpers import Dump, Harness, rebuilt, replayed
+from tests._helpers import T0, Dump, Harness, delivery, rebuilt, replayed
 
 if TYPE_CHECKING:
     from app.eventlog.rows import Delivery

@@ -24,8 +24,7 @@ from app.projection import rebuild as rebuild_module
 from app.projection.projector import Projector, connect
 from app.projection.rebuild import RebuildError, check, exclusive, rebuild, select
 from app.settings import Settings
-from tests._helpers import T0, delivery
-from tests.projections._helpers import dump_tables, sample
+from tests._helpers import T0, delivery, dump_tables, sample
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence

@@ -12,10 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from app.webhooks.signature import sign
-from tests._helpers import DEADLINE_SECONDS, wait_until
-from tests._serve import ROOT, ServeProcess, app_env
-from tests.conftest import SECRET
-from tests.projections._helpers import sample
+from tests._helpers import DEADLINE_SECONDS, ROOT, SECRET, ServeProcess, app_env, sample, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

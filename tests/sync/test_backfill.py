@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 from app.sync import runner
 from app.sync.passes import KINDS
-from tests.sync._tables import expected, log_count, projected
-from tests.sync.fake_api import Account, Faults, customer, order, product
+from tests._helpers import expected, log_count, projected
+from tests.fake_api import Account, Faults, customer, order, product
 
 if TYPE_CHECKING:
     from app.settings import Settings

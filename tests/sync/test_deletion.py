@@ -7,15 +7,13 @@ from typing import TYPE_CHECKING
 
 from app.sync import runner
 from app.sync.passes import KINDS
-from tests.conftest import log_rows
-from tests.sync._tables import projected
-from tests.sync._time import VirtualTime
-from tests.sync.fake_api import customer, order, product
+from tests._helpers import VirtualTime, log_rows, projected
+from tests.fake_api import customer, order, product
 
 if TYPE_CHECKING:
     from app.settings import Settings
     from app.sync.state import Report
-    from tests.sync.fake_api import Account, Faults
+    from tests.fake_api import Account, Faults
 
 ALL = list(KINDS.values())
 
@@ -66,7 +64,7 @@ async def test_products_without_a_list_are_fetched_by_known_id(
     sync_settings: Settings, account: Account
 ) -> None:
     """No GET /products: every product id the log knows is read; a 404 one is gone."""
-    from tests.projections._helpers import Harness, sample  # noqa: PLC0415
+    from tests._helpers import Harness, sample  # noqa: PLC0415
 
     harness = Harness(sync_settings.data_dir)
     for n in range(3):
@@ -91,7 +89,7 @@ async def test_404_for_everything_deletes_nothing(
     sync_settings: Settings, account: Account
 ) -> None:
     """Known products, none found anywhere (a wrong URL could do that): no deletion."""
-    from tests.projections._helpers import Harness, sample  # noqa: PLC0415
+    from tests._helpers import Harness, sample  # noqa: PLC0415
 
     harness = Harness(sync_settings.data_dir)
     harness.log("product.created", {**sample("product.created"), "id": "prod_000009"})

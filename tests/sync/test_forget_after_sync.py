@@ -10,8 +10,8 @@ from app.ops.forget import sweep_once
 from app.sync import runner
 from app.sync.passes import KINDS
 from projections import discover
-from tests.sync._tables import log_count
-from tests.sync.fake_api import Account, customer, order
+from tests._helpers import log_count
+from tests.fake_api import Account, customer, order
 
 if TYPE_CHECKING:
     from pathlib import Path
