@@ -12,7 +12,7 @@ import pytest
 
 from app.http.main import create_app
 from app.settings import Settings
-from tests._helpers import SECRET, Harness
+from tests._helpers import SECRET, Harness, ServeProcess
 from tests.fake_api import BASE_PATH, KEY, Account, FakeApi, Faults
 
 if TYPE_CHECKING:
@@ -30,7 +30,8 @@ hypothesis.settings.register_profile(
 hypothesis.settings.load_profile("ci")
 
 
-# ---- The app: settings in a temporary directory, and aiohttp's test client on them.
+# ---- The app: settings in a temporary directory, aiohttp's test client on them, and
+# `serve` as processes.
 
 
 @pytest.fixture
@@ -49,6 +50,15 @@ def make_client(aiohttp_client: AiohttpClient) -> MakeClient:
 @pytest.fixture
 async def client(make_client: MakeClient, settings: Settings) -> Client:
     return await make_client(settings)
+
+
+@pytest.fixture
+def servers() -> Iterator[list[ServeProcess]]:
+    """`serve` processes a test starts, all stopped at its end whatever happens."""
+    started: list[ServeProcess] = []
+    yield started
+    for server in started:
+        server.stop()
 
 
 # ---- Projections: a fresh log and projections database per test.
