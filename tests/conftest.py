@@ -1,29 +1,27 @@
-"""Shared fixtures: a signing secret, settings in a temporary directory, signed requests."""
+"""Every fixture of the suite, and the hypothesis profile; nothing here is imported.
+
+Plain helpers (classes, functions, constants) are in `tests/_helpers.py`.
+"""
 
 from __future__ import annotations
 
-import sqlite3
-import time
-import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import hypothesis
 import pytest
 
 from app.http.main import create_app
 from app.settings import Settings
-from app.webhooks.signature import sign
+from tests._helpers import SECRET, Harness, ServeProcess
+from tests.fake_api import BASE_PATH, KEY, Account, FakeApi, Faults
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Iterator
     from pathlib import Path
 
-    from aiohttp import web
-    from aiohttp.test_utils import TestClient
-    from pytest_aiohttp import AiohttpClient
+    from pytest_aiohttp import AiohttpClient, AiohttpServer
 
-    Client = TestClient[web.Request, web.Application]
-    MakeClient = Callable[[Settings], Awaitable[Client]]
+    from tests._helpers import Client, MakeClient
 
 # Deterministic property tests: the same examples on every run and every machine.
 hypothesis.settings.register_profile(
@@ -31,62 +29,9 @@ hypothesis.settings.register_profile(
 )
 hypothesis.settings.load_profile("ci")
 
-SECRET = b"whsec_test_7c1e0a9d4b"
-OTHER_SECRET = b"whsec_other_55f0b3e2a1"
 
-
-def signed_headers(
-    body: bytes,
-    *,
-    webhook_id: str | None = None,
-    event: str = "order.created",
-    signed_at: int | None = None,
-    secret: bytes = SECRET,
-    event_timestamp: str | None = "1705314600",
-    content_type: str = "application/json",
-) -> dict[str, str]:
-    """The headers BitByBit sends with `body`, signed with `secret` at `signed_at` (now)."""
-    headers = {
-        "Content-Type": content_type,
-        "X-BitByBit-Webhook-Id": webhook_id or f"wh_{uuid.uuid4().hex}",
-        "X-BitByBit-Webhook-Event": event,
-        "X-BitByBit-Webhook-Signature": sign(
-            secret, int(time.time()) if signed_at is None else signed_at, body
-        ),
-    }
-    if event_timestamp is not None:
-        headers["X-BitByBit-Webhook-Timestamp"] = event_timestamp
-    return headers
-
-
-def log_rows(data_dir: Path, query: str) -> list[tuple[Any, ...]]:
-    """The rows of `query` on the log in `data_dir`, read on a connection of its own.
-
-    None while there is no log yet: reading must not create the file.
-    """
-    path = data_dir / "events.db"
-    if not path.exists():
-        return []
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(query).fetchall()
-    finally:
-        conn.close()
-
-
-def event_rows(data_dir: Path) -> list[tuple[Any, ...]]:
-    """`(position, webhook_id, event_type, payload)` of every logged event, read directly."""
-    return log_rows(
-        data_dir, "SELECT position, webhook_id, event_type, payload FROM events ORDER BY position"
-    )
-
-
-def conflict_rows(data_dir: Path) -> list[tuple[Any, ...]]:
-    """`(webhook_id, logged_position, payload)` of every conflicting duplicate kept aside."""
-    return log_rows(
-        data_dir,
-        "SELECT webhook_id, logged_position, payload FROM conflicting_duplicates ORDER BY id",
-    )
+# ---- The app: settings in a temporary directory, aiohttp's test client on them, and
+# `serve` as processes.
 
 
 @pytest.fixture
@@ -107,18 +52,44 @@ async def client(make_client: MakeClient, settings: Settings) -> Client:
     return await make_client(settings)
 
 
-def metric_sample(text: str, name: str) -> float:
-    """The value of one sample line of a Prometheus text exposition."""
-    for line in text.splitlines():
-        metric, _, value = line.rpartition(" ")
-        if metric == name:
-            return float(value)
-    msg = f"{name} not in /metrics"
-    raise AssertionError(msg)
+@pytest.fixture
+def servers() -> Iterator[list[ServeProcess]]:
+    """`serve` processes a test starts, all stopped at its end whatever happens."""
+    started: list[ServeProcess] = []
+    yield started
+    for server in started:
+        server.stop()
 
 
-async def post(client: Client, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
-    """POST a delivery; the status and the decoded JSON answer."""
-    async with client.post("/webhooks", data=body, headers=headers) as resp:
-        assert resp.content_type == "application/json"
-        return resp.status, await resp.json()
+# ---- Projections: a fresh log and projections database per test.
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    h = Harness(tmp_path)
+    yield h
+    h.close()
+
+
+# ---- Sync: the fake Open API on loopback, and settings that point `sync` at it.
+
+
+@pytest.fixture
+def account() -> Account:
+    return Account()
+
+
+@pytest.fixture
+def faults() -> Faults:
+    return Faults()
+
+
+@pytest.fixture
+async def api_url(aiohttp_server: AiohttpServer, account: Account, faults: Faults) -> str:
+    server = await aiohttp_server(FakeApi(account, faults).app())
+    return str(server.make_url(BASE_PATH))
+
+
+@pytest.fixture
+def sync_settings(tmp_path: Path, api_url: str) -> Settings:
+    return Settings(secrets=(SECRET,), data_dir=tmp_path / "data", api_key=KEY, api_url=api_url)

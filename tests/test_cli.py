@@ -22,6 +22,7 @@ COMMANDS = (
     "explore",
     "forget",
     "sync",
+    "changes",
 )
 
 

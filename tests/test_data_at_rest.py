@@ -19,12 +19,9 @@ from app import cli
 from app.eventlog.store import EventStore
 from app.ops import transfer
 from app.webhooks import samples
-from tests._helpers import wait_until
-from tests._serve import ROOT, ServeProcess, app_env
-from tests.conftest import SECRET, signed_headers
+from tests._helpers import ROOT, SECRET, ServeProcess, app_env, signed_headers, wait_until
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 
@@ -46,16 +43,8 @@ def run_command(*argv: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture
-def server() -> Iterator[list[ServeProcess]]:
-    started: list[ServeProcess] = []
-    yield started
-    for process in started:
-        process.stop()
-
-
 def test_serve_rebuild_and_export_write_only_private_files_under_umask_0000(
-    tmp_path: Path, server: list[ServeProcess]
+    tmp_path: Path, servers: list[ServeProcess]
 ) -> None:
     """After deliveries, a rebuild and an export: every directory 0700, every file 0600."""
     data_dir = tmp_path / "data"
@@ -64,7 +53,7 @@ def test_serve_rebuild_and_export_write_only_private_files_under_umask_0000(
         serving = ServeProcess(data_dir)
     finally:
         os.umask(previous)
-    server.append(serving)
+    servers.append(serving)
     now = 1_705_314_600.0
     for number, event_type in enumerate(samples.EVENT_TYPES):
         body = samples.sample_body(event_type, now)
@@ -155,12 +144,12 @@ def test_serve_refuses_an_exposed_database_in_a_private_dir(
 
 
 def test_serve_takes_a_group_readable_data_dir_with_the_flag(
-    tmp_path: Path, server: list[ServeProcess], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, servers: list[ServeProcess], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With BITBYBIT_ALLOW_SHARED_DATA_DIR, 0750 serves, and new files are still 0600."""
     data_dir = made(tmp_path, 0o750)
     monkeypatch.setenv("BITBYBIT_ALLOW_SHARED_DATA_DIR", "1")  # inherited by serve
-    server.append(ServeProcess(data_dir))
+    servers.append(ServeProcess(data_dir))
     assert mode(data_dir) == 0o750
     assert mode(data_dir / "events.db") == 0o600
 

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests._helpers import wait_until
-from tests._senders import DeliverySender
-from tests._serve import ROOT, ServeProcess
+from tests._helpers import ROOT, DeliverySender, ServeProcess, wait_until
 
 DEPLOY = ROOT / "deploy"
 INSTALLED_COMMAND = "/opt/bitbybit-mirror/bin/bitbybit-mirror"

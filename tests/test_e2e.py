@@ -15,22 +15,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests._helpers import DEADLINE_SECONDS, wait_until
-from tests._serve import ServeProcess
-from tests.conftest import log_rows, signed_headers
+from tests._helpers import DEADLINE_SECONDS, ServeProcess, log_rows, signed_headers, wait_until
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
-
-
-@pytest.fixture
-def servers() -> Iterator[list[ServeProcess]]:
-    """Started servers, all stopped at the end of the test whatever happens."""
-    started: list[ServeProcess] = []
-    yield started
-    for server in started:
-        server.stop()
 
 
 def logged(data_dir: Path) -> dict[str, tuple[int, bytes]]:

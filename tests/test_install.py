@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.settings import Settings, SettingsError
-from tests._helpers import wait_until
-from tests._serve import ROOT, app_env, free_port
+from tests._helpers import ROOT, app_env, free_port, wait_until
 
 CONSOLE_COMMAND = Path(sys.executable).with_name("bitbybit-mirror")
 

@@ -146,6 +146,30 @@ def test_nothing_outside_projections_imports_its_private_modules() -> None:
     assert found == []
 
 
+def test_bench_imports_the_product_never_the_tests() -> None:
+    """`bench/` scripts import `app`, `projections` and each other, never `tests`."""
+    found = [
+        f"{path.relative_to(ROOT)}: {module}"
+        for path in sorted((ROOT / "bench").rglob("*.py"))
+        for module in sorted(imported_modules(path))
+        if _names(module, ("tests",))
+    ]
+    assert found == []
+
+
+def test_tests_share_only_helpers_and_the_fake_api() -> None:
+    """Tests import neither a conftest, another test module, nor a benchmark script."""
+    shared = ("tests._helpers", "tests.fake_api")
+    found = [
+        f"{path.relative_to(ROOT)}: {module}"
+        for path in sorted((ROOT / "tests").rglob("*.py"))
+        for module in sorted(imported_modules(path))
+        # `from tests import _helpers` names `tests` too.
+        if _names(module, ("tests", "bench")) and module != "tests" and not _names(module, shared)
+    ]
+    assert found == []
+
+
 def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
     """A module that imports upward is caught, lazily imported or not."""
     source = tmp_path / "bad.py"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from app.projection import projector
-from tests._populated import populate
+from tests._helpers import populate_examples
 
 if TYPE_CHECKING:
     import sqlite3
@@ -68,7 +68,7 @@ def _broken(page: Path) -> list[str]:
 
 @pytest.fixture
 def database(tmp_path: Path) -> sqlite3.Connection:
-    populate(tmp_path)
+    populate_examples(tmp_path)
     return projector.connect(tmp_path / "projections.db")
 
 

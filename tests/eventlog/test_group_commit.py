@@ -9,7 +9,7 @@ from app.eventlog.group_commit import GroupCommitWriter
 from app.eventlog.store import EventStore, Outcome
 from app.metrics import Metrics
 from tests import _helpers
-from tests.conftest import SECRET, event_rows, log_rows
+from tests._helpers import SECRET, event_rows, log_rows
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -18,8 +18,8 @@ from app.eventlog.store import (
     SignatureMemory,
     StoreUnavailableError,
 )
+from tests._helpers import SECRET, conflict_rows, event_rows, log_rows
 from tests._helpers import delivery as shared_delivery
-from tests.conftest import SECRET, conflict_rows, event_rows, log_rows
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

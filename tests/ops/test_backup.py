@@ -14,8 +14,7 @@ import pytest
 from app.eventlog.rows import Delivery
 from app.eventlog.store import EventStore
 from app.ops.backup import BackupError, backup
-from tests._senders import DeliverySender
-from tests._serve import ROOT, ServeProcess, app_env
+from tests._helpers import ROOT, DeliverySender, ServeProcess, app_env
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -15,10 +15,14 @@ import pytest
 
 from app.eventlog.rows import Delivery
 from app.ops.explore_metadata import metadata
-from tests._helpers import wait_until
-from tests._populated import append_and_project, populate
-from tests._serve import ROOT, app_env, free_port
-from tests.test_readme import README
+from tests._helpers import (
+    ROOT,
+    app_env,
+    append_and_project,
+    free_port,
+    populate_examples,
+    wait_until,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -33,7 +37,7 @@ PARAMETERS = {
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
-    populate(tmp_path)
+    populate_examples(tmp_path)
     # One event no projection can apply, so the errors query has a row.
     bad = Delivery(
         "evt_bad",
@@ -137,7 +141,7 @@ def test_every_table_and_column_is_described(data_dir: Path) -> None:
 def test_the_readme_queries_are_the_named_ones() -> None:
     """The README's examples are the named queries, word for word but the customer id."""
     blocks = re.findall(
-        r"```sql\n-- (.*?)\n(.*?)\n```", README.read_text(encoding="utf-8"), re.DOTALL
+        r"```sql\n-- (.*?)\n(.*?)\n```", (ROOT / "README.md").read_text(encoding="utf-8"), re.DOTALL
     )
     databases: dict[str, Any] = metadata()["databases"]  # type: ignore[assignment]
     named = {(q["title"], q["sql"]) for q in databases["projections"]["queries"].values()}

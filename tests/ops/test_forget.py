@@ -1,9 +1,18 @@
-"""`forget`: the byte scan, the tables, the triggers, staying forgotten, dry runs."""
+"""`forget` (app/ops/forget.py): the byte scan, the tables, the triggers, dry runs.
+
+Also: staying forgotten, while `serve` takes deliveries (both as real processes), and
+after a later `sync` pass brings the person back (the sweep).
+"""
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
+import subprocess
+import sys
+import threading
+import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -12,23 +21,49 @@ from app import cli
 from app.eventlog.schema import open_log
 from app.eventlog.store import EventStore, Outcome
 from app.ops import forget
+from app.ops.forget import sweep_once
 from app.projection.projector import Projector, connect
 from app.settings import Settings
+from app.sync import runner
+from app.sync.passes import KINDS
+from app.webhooks.signature import sign
 from projections import discover
-from tests._helpers import T0, delivery
-from tests.ops._people import ALICE, BOB, FORGOTTEN, KEPT, SHARED_NAME, customer, forms, populate
-from tests.projections._helpers import Harness, dump_tables, iso
+from tests._helpers import (
+    ALICE,
+    BOB,
+    DEADLINE_SECONDS,
+    FORGOTTEN,
+    KEPT,
+    ROOT,
+    SECRET,
+    SHARED_NAME,
+    T0,
+    Harness,
+    ServeProcess,
+    app_env,
+    budi_customer,
+    delivery,
+    dump_tables,
+    forms,
+    iso,
+    log_count,
+    log_rows,
+    populate_people,
+    wait_until,
+)
+from tests.fake_api import Account, customer, order
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
-    from tests.projections._helpers import Dump
+    from tests._helpers import Dump
 
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "data"
-    populate(directory)
+    populate_people(directory)
     return directory
 
 
@@ -207,7 +242,7 @@ def test_an_older_log_gets_the_narrow_trigger_in_place_of_the_blanket_one(tmp_pa
 def _forget_then_deliver_a_later_update(data_dir: Path) -> None:
     """Forget the customer, then take (and project) a later update about them."""
     assert _forget(data_dir, "--customer", FORGOTTEN, "--yes") == 0
-    later = customer(FORGOTTEN, ALICE | {"email": ALICE["later_email"]})
+    later = budi_customer(FORGOTTEN, ALICE | {"email": ALICE["later_email"]})
     h = Harness(data_dir)
     try:
         h.send(
@@ -290,7 +325,9 @@ def test_export_marks_redacted_rows(data_dir: Path, tmp_path: Path) -> None:
 def test_a_retry_of_a_redacted_delivery_is_a_plain_duplicate(data_dir: Path) -> None:
     """BitByBit retrying the original body after forget: answered duplicate, nothing kept aside."""
     assert _forget(data_dir, "--customer", FORGOTTEN, "--yes") == 0
-    retry = delivery("customer.created", customer(FORGOTTEN, ALICE), webhook_id="wh-alice-created")
+    retry = delivery(
+        "customer.created", budi_customer(FORGOTTEN, ALICE), webhook_id="wh-alice-created"
+    )
     before = _counts(data_dir)
     store = EventStore.open(data_dir / "events.db")
     try:
@@ -307,3 +344,111 @@ def _counts(data_dir: Path) -> tuple[int, int]:
             "SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM conflicting_duplicates)"
         ).fetchone()
     return int(events), int(kept_aside)
+
+
+# ---- `forget` while `serve` takes deliveries, both as real processes.
+
+
+THREADS = 3
+PER_THREAD = 60
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[ServeProcess]:
+    populate_people(tmp_path / "data")
+    server = ServeProcess(tmp_path / "data")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _send(server: ServeProcess, n: int) -> tuple[int, float]:
+    body = json.dumps({"id": f"order_x{n}", "status": "active", "total": n}).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-BitByBit-Webhook-Id": f"wh_forget_e2e_{n:05d}",
+        "X-BitByBit-Webhook-Event": "order.created",
+        "X-BitByBit-Webhook-Timestamp": "1706000000",
+        "X-BitByBit-Webhook-Signature": sign(SECRET, int(time.time()), body),
+    }
+    started = time.monotonic()
+    status, _ = server.request("POST", "/webhooks", body, headers)
+    return status, time.monotonic() - started
+
+
+def test_forget_while_serving_fails_no_delivery_and_leaves_no_byte(
+    serve: ServeProcess, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    answers: list[tuple[int, float]] = []
+    lock = threading.Lock()
+
+    def sender(first: int) -> None:
+        for n in range(first, first + PER_THREAD):
+            answer = _send(serve, n)
+            with lock:
+                answers.append(answer)
+
+    threads = [threading.Thread(target=sender, args=(t * PER_THREAD,)) for t in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: len(answers) >= 10, "the first deliveries")
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "forget", "--customer", FORGOTTEN, "--yes",
+         "--data-dir", str(data_dir)],
+        cwd=ROOT, env=app_env(), capture_output=True, check=False, timeout=DEADLINE_SECONDS,
+    )  # fmt: skip
+    for thread in threads:
+        thread.join(DEADLINE_SECONDS)
+
+    assert done.returncode == 0, done.stderr.decode()
+    assert [status for status, _ in answers] == [200] * THREADS * PER_THREAD
+    logged = log_rows(data_dir, "SELECT COUNT(*) FROM events WHERE webhook_id LIKE 'wh_forget%'")
+    assert logged == [(THREADS * PER_THREAD,)]
+    wait_until(serve.caught_up, "the live projector to catch up")
+    everything = b"".join(p.read_bytes() for p in data_dir.rglob("*") if p.is_file())
+    assert [v for v in (ALICE["email"], ALICE["street"], ALICE["message_in"]) if
+            any(form in everything for form in forms(v))] == []  # fmt: skip
+    assert BOB["email"].encode() in everything
+
+
+# ---- What `sync` brought in: snapshots are forgotten, and so is a later pass about the
+# same person.
+
+
+SYNCED = 3  # the customer of the fake account who is forgotten
+# Distinct to the forgotten customer: no other customer's value contains them.
+PERSONAL = (b"person3@example.com", b"+628120000003", b'Jl. Sudirman 3"', b'First3"')
+
+
+def _cli(settings: Settings, *argv: str) -> int:
+    return cli.main([*argv, "--data-dir", str(settings.data_dir)], environ={})
+
+
+async def test_snapshots_are_forgotten_and_stay_forgotten_after_the_next_pass(
+    sync_settings: Settings, account: Account
+) -> None:
+    """No byte of the person is left after forget, nor after a later pass and the sweep."""
+    for n in range(12):
+        account.customers[f"cust_{n:06d}"] = customer(n)
+        account.orders[f"order_{n:06d}"] = order(n)
+    kinds = [KINDS["customers"], KINDS["orders"]]
+    assert (await runner.run_pass(sync_settings, kinds, stream=io.StringIO())).ok
+    assert _cli(sync_settings, "rebuild") == 0
+    everything = _all_bytes(sync_settings.data_dir)
+    assert all(value in everything for value in PERSONAL)
+
+    assert _cli(sync_settings, "forget", "--customer", f"cust_{SYNCED:06d}", "--yes") == 0
+    after = _all_bytes(sync_settings.data_dir)
+    assert [v for v in PERSONAL if v in after] == []
+    assert b"person4@example.com" in after  # the others are untouched
+
+    # The account still holds the person: the next pass reads them again.
+    rows = log_count(sync_settings.data_dir)
+    report = await runner.run_pass(sync_settings, kinds, stream=io.StringIO())
+    assert report.ok, [(k, v.problems_seen) for k, v in report.entities.items()]
+    sweep_once(sync_settings, discover())
+    again = _all_bytes(sync_settings.data_dir)
+    assert [v for v in PERSONAL if v in again] == []
+    assert log_count(sync_settings.data_dir) >= rows

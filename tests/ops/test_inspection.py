@@ -11,8 +11,7 @@ import pytest
 
 from app import cli
 from app.eventlog.store import EventStore
-from tests._helpers import delivery
-from tests._populated import append_and_project
+from tests._helpers import append_and_project, delivery
 
 if TYPE_CHECKING:
     from pathlib import Path

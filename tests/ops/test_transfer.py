@@ -1,4 +1,7 @@
-"""`export` and `import`: a log survives the round trip, byte for byte and row for row."""
+"""`export` and `import`: a log survives the round trip, byte for byte and row for row.
+
+Unsigned rows (`sync`'s snapshots) included: carried both ways, and `--verify` says so.
+"""
 
 from __future__ import annotations
 
@@ -16,14 +19,15 @@ from app.eventlog.store import EventStore
 from app.ops import transfer
 from app.projection.rebuild import rebuild
 from app.settings import Settings
+from app.sync.passes import CUSTOMERS, snapshot
 from tests import _helpers
-from tests._helpers import T0
-from tests.conftest import OTHER_SECRET, SECRET, log_rows
+from tests._helpers import OTHER_SECRET, SECRET, T0, event_rows, log_rows, signed_headers
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from app.eventlog.rows import Delivery
+
 
 ENVIRON = {"BITBYBIT_WEBHOOK_SECRET": SECRET.decode()}
 NOT_UTF8 = b'{"id": "cust_2", "firstName": "\xff\xfe"}'
@@ -421,3 +425,36 @@ def test_missing_file_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[
     """Importing a file that does not exist exits 2 and names it."""
     assert _import(tmp_path, tmp_path / "absent.jsonl") == 2
     assert "absent.jsonl" in capsys.readouterr().err
+
+
+# ---- The unsigned rows `sync` writes: export and import carry them; `--verify` calls them
+# unsigned.
+
+
+def test_unsigned_snapshots_survive_export_and_verified_import(tmp_path: Path) -> None:
+    """A snapshot and a signed delivery: both imported; the snapshot counted as unsigned."""
+    source = tmp_path / "a" / "events.db"
+    store = EventStore.open(source)
+    body = b'{"id": "order_1", "status": "active"}'
+    signature = signed_headers(body, signed_at=1705314600)["X-BitByBit-Webhook-Signature"]
+    signed = msgspec.structs.replace(
+        _helpers.delivery("order.created", body, webhook_id="wh_1", timestamp=1705314600),
+        signature=signature,
+    )
+    _, snap = snapshot(CUSTOMERS, b'{"id": "cust_1", "email": "a@example.com"}', 1705400000.5)
+    store.append([signed, snap])
+    store.close()
+    exported = tmp_path / "log.jsonl"
+    assert transfer.export_to(source, str(exported)) == 2
+
+    target = tmp_path / "b"
+    target.mkdir()
+    report = transfer.import_file(target / "events.db", exported, secrets=[SECRET])
+    assert (report.added, report.unsigned, report.refused) == (2, 1, [])
+    rows = event_rows(target)
+    assert [(r[1], r[2]) for r in rows] == [
+        ("wh_1", "order.created"),
+        (snap.webhook_id, "customer.snapshot"),
+    ]
+    again = transfer.import_file(target / "events.db", exported, secrets=[SECRET])
+    assert (again.added, again.present) == (0, 2)

@@ -21,8 +21,7 @@ from app.projection.rebuild import rebuild
 from app.settings import Settings
 from app.sqlite import write_transaction
 from projections import Touched
-from tests.projection.test_order_independence import histories
-from tests.projections._helpers import Harness, sample
+from tests._helpers import Harness, histories, sample
 
 if TYPE_CHECKING:
     import sqlite3

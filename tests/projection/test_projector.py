@@ -12,8 +12,7 @@ import pytest
 import projections
 from app.projection import projector as projector_module
 from projections import EntityTable, write_changes
-from tests._helpers import T0, delivery
-from tests.projections._helpers import Harness, rebuilt, replayed, sample
+from tests._helpers import T0, Harness, delivery, rebuilt, replayed, sample
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

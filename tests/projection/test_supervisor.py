@@ -15,15 +15,13 @@ from app import cli
 from app.eventlog.store import EventStore
 from app.projection import projector
 from projections import customers, discover
-from tests._helpers import eventually
-from tests.conftest import metric_sample, post, signed_headers
-from tests.projections._helpers import sample
+from tests._helpers import eventually, metric_sample, post, sample, signed_headers
 
 if TYPE_CHECKING:
     import pytest
 
     from app.settings import Settings
-    from tests.conftest import Client, MakeClient
+    from tests._helpers import Client, MakeClient
 
 # SPEC §6: a query a moment after a 200 sees the event, "well under a second". Half a
 # second also tells the commit's nudge apart from the follower's once-a-second poll.

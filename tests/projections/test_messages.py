@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tests._helpers import T0
-from tests.projections._helpers import Harness, iso, rebuilt, replayed, sample
+from tests._helpers import T0, Harness, iso, rebuilt, replayed, sample
 
 if TYPE_CHECKING:
     from pathlib import Path

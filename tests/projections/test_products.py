@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from tests._helpers import T0
-from tests.projections._helpers import Harness, iso, rebuilt, sample
+from tests._helpers import T0, Harness, iso, rebuilt, sample
 
 if TYPE_CHECKING:
     from pathlib import Path

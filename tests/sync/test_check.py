@@ -6,11 +6,11 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from app.sync import check, runner
-from tests.sync._time import VirtualTime
+from tests._helpers import VirtualTime
 
 if TYPE_CHECKING:
     from app.settings import Settings
-    from tests.sync.fake_api import Faults
+    from tests.fake_api import Faults
 
 
 async def test_check_reports_each_endpoint_and_writes_nothing(sync_settings: Settings) -> None:

@@ -15,13 +15,13 @@ from app.sync.client import (
     OpenApiClient,
     RateLimiter,
 )
-from tests.sync._time import VirtualTime
-from tests.sync.fake_api import HEADER, KEY, customer
+from tests._helpers import VirtualTime
+from tests.fake_api import HEADER, KEY, customer
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from tests.sync.fake_api import Account, Faults
+    from tests.fake_api import Account, Faults
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ async def test_connection_errors_are_retried_then_reported(
     session: aiohttp.ClientSession,
 ) -> None:
     """A port nobody listens on: retried, then `ApiUnavailableError` (never a crash)."""
-    from tests._serve import free_port  # noqa: PLC0415
+    from tests._helpers import free_port  # noqa: PLC0415
 
     time = VirtualTime()
     client = _client(session, f"http://127.0.0.1:{free_port()}/v1", time)

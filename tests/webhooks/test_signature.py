@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.webhooks.signature import SignatureError, Verifier, compute_digest, parse_header, sign
-from tests.conftest import OTHER_SECRET, SECRET
+from tests._helpers import OTHER_SECRET, SECRET
 
 NOW = 1_705_314_600
 TOLERANCE = 300

@@ -11,16 +11,15 @@ from typing import TYPE_CHECKING
 from app.cli import main
 from app.settings import Settings
 from app.sync.state import exclusive
-from tests._serve import ROOT, app_env
-from tests.sync._tables import expected, log_count, projected
-from tests.sync.fake_api import KEY, customer, order
+from tests._helpers import ROOT, app_env, expected, log_count, projected
+from tests.fake_api import KEY, customer, order
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     import pytest
 
-    from tests.sync.fake_api import Account, Faults
+    from tests.fake_api import Account, Faults
 
 DEADLINE_SECONDS = 60
 

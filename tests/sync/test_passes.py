@@ -1,4 +1,8 @@
-"""Deletions: only a 404 NOT_FOUND of the entity's own GET after a complete walk."""
+"""Sync passes: what one pass brings in, and what it deletes.
+
+A first pass fills an empty mirror with the account, column by column; a second adds
+nothing. Deletions: only a 404 NOT_FOUND of the entity's own GET after a complete walk.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,53 @@ from typing import TYPE_CHECKING
 
 from app.sync import runner
 from app.sync.passes import KINDS
-from tests.conftest import log_rows
-from tests.sync._tables import projected
-from tests.sync._time import VirtualTime
-from tests.sync.fake_api import customer, order, product
+from tests._helpers import VirtualTime, expected, log_count, log_rows, projected
+from tests.fake_api import Account, Faults, customer, order, product
 
 if TYPE_CHECKING:
     from app.settings import Settings
     from app.sync.state import Report
-    from tests.sync.fake_api import Account, Faults
+    from tests.fake_api import Account, Faults
+
 
 ALL = list(KINDS.values())
+
+
+def _fill(account: Account, customers: int, orders: int) -> None:
+    for n in range(customers):
+        account.customers[f"cust_{n:06d}"] = customer(n, updated=1705314600 + n)
+    for n in range(orders):
+        account.orders[f"order_{n:06d}"] = order(n)
+
+
+async def test_first_pass_makes_the_tables_equal_the_account(
+    sync_settings: Settings, account: Account, faults: Faults
+) -> None:
+    """A few thousand entities; orders' notes and customers' address2 filled; no new rows after."""
+    _fill(account, 1500, 1500)
+    faults.products_list = True
+    for n in range(30):
+        account.products[f"prod_{n:06d}"] = product(n)
+    report = await runner.run_pass(sync_settings, ALL, stream=io.StringIO())
+    assert report.ok, report
+    assert report.entities["customers"].new == 1500
+    assert report.entities["orders"].read == 1500
+    want = expected(account, set())
+    got = projected(sync_settings.data_dir, list(want))
+    for table in want:
+        assert got[table] == want[table], table
+    rows = log_count(sync_settings.data_dir)
+    assert rows == 3030
+
+    again = await runner.run_pass(sync_settings, ALL, stream=io.StringIO())
+    assert again.ok
+    assert log_count(sync_settings.data_dir) == rows
+    assert again.entities["customers"].unchanged == 1500
+    assert again.entities["orders"].unchanged == 1500
+    assert again.entities["customers"].new == again.entities["customers"].changed == 0
+
+
+# ---- Deletions: only a 404 NOT_FOUND of the entity's own GET after a complete walk.
 
 
 async def _sync(settings: Settings) -> Report:
@@ -66,7 +106,7 @@ async def test_products_without_a_list_are_fetched_by_known_id(
     sync_settings: Settings, account: Account
 ) -> None:
     """No GET /products: every product id the log knows is read; a 404 one is gone."""
-    from tests.projections._helpers import Harness, sample  # noqa: PLC0415
+    from tests._helpers import Harness, sample  # noqa: PLC0415
 
     harness = Harness(sync_settings.data_dir)
     for n in range(3):
@@ -91,7 +131,7 @@ async def test_404_for_everything_deletes_nothing(
     sync_settings: Settings, account: Account
 ) -> None:
     """Known products, none found anywhere (a wrong URL could do that): no deletion."""
-    from tests.projections._helpers import Harness, sample  # noqa: PLC0415
+    from tests._helpers import Harness, sample  # noqa: PLC0415
 
     harness = Harness(sync_settings.data_dir)
     harness.log("product.created", {**sample("product.created"), "id": "prod_000009"})

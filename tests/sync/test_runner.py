@@ -9,10 +9,15 @@ from typing import TYPE_CHECKING
 
 from app.ops.status import collect
 from app.settings import Settings
-from tests._helpers import DEADLINE_SECONDS, wait_until
-from tests._serve import ServeProcess
-from tests.conftest import SECRET, metric_sample, signed_headers
-from tests.sync.fake_api import KEY, Account, Faults, ServedFake, customer, order
+from tests._helpers import (
+    DEADLINE_SECONDS,
+    SECRET,
+    ServeProcess,
+    metric_sample,
+    signed_headers,
+    wait_until,
+)
+from tests.fake_api import KEY, Account, Faults, ServedFake, customer, order
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -14,14 +14,13 @@ from structlog.testing import capture_logs
 from app.eventlog import reads as reads_module
 from app.eventlog import schema as schema_module
 from app.settings import Settings
-from app.webhooks.delivery import parse_event_timestamp
 from projections import discover
-from tests._helpers import eventually
-from tests.conftest import (
+from tests._helpers import (
     OTHER_SECRET,
     SECRET,
     conflict_rows,
     event_rows,
+    eventually,
     log_rows,
     metric_sample,
     post,
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
     from pathlib import Path
 
-    from tests.conftest import Client, MakeClient
+    from tests._helpers import Client, MakeClient
 
 BODY = b'{"id": "ord_1", "status": "paid", "total": 12.5}'
 ISO_MILLIS_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -355,22 +354,6 @@ class TestAccepted:
         assert signed_at == int(signature.split(",")[0].removeprefix("t="))
         assert ISO_MILLIS_Z.fullmatch(received_at)
         assert payload == BODY
-
-    @pytest.mark.parametrize(
-        ("value", "parsed"),
-        [
-            ("1705314600", 1705314600),
-            (" 1705314600 ", 1705314600),
-            ("-5", -5),
-            ("9" * 18, int("9" * 18)),
-            ("9" * 19, None),
-            ("\u00b2", None),  # a digit to str.isdigit, not to int() or the SPEC
-            ("soon", None),
-        ],
-    )
-    def test_event_timestamp_parsing(self, value: str, parsed: int | None) -> None:
-        """Integers (ASCII digits, an optional sign and surrounding spaces) parse; others not."""
-        assert parse_event_timestamp(value) == parsed
 
     @pytest.mark.parametrize("value", [None, "soon", "1.5", ""])
     async def test_unusable_event_timestamp_is_null(

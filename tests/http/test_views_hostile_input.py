@@ -16,15 +16,22 @@ from structlog.testing import capture_logs
 
 from app.projection.supervisor import ProjectorSupervisor
 from app.webhooks.signature import sign
-from tests._serve import ServeProcess
-from tests.conftest import SECRET, event_rows, log_rows, signed_headers
-from tests.http._raw import build_request, exchange, exchange_async
+from tests._helpers import (
+    SECRET,
+    ServeProcess,
+    build_request,
+    event_rows,
+    exchange,
+    exchange_async,
+    log_rows,
+    signed_headers,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-    from tests.conftest import Client
+    from tests._helpers import Client
 
 BODY = b'{"id": "ord_1", "status": "paid"}'
 # The SPEC's codes, and the two this service adds for bodies that never arrive whole.

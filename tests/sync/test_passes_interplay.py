@@ -25,10 +25,8 @@ from app.instants import format_instant
 from app.settings import Settings
 from app.sync import runner
 from app.sync.passes import CUSTOMERS, ORDERS
-from tests.conftest import SECRET
-from tests.sync._tables import expected, projected
-from tests.sync._time import VirtualTime
-from tests.sync.fake_api import BASE_PATH, KEY, Account, FakeApi, Faults, customer, iso, order
+from tests._helpers import SECRET, VirtualTime, expected, projected
+from tests.fake_api import BASE_PATH, KEY, Account, FakeApi, Faults, customer, iso, order
 
 T0 = 1705314600
 CUSTOMER_IDS = ["cust_000001", "cust_000002", "cust_000003"]

@@ -22,13 +22,13 @@ import pytest
 from app.eventlog import reads as reads_module
 from app.eventlog import schema as schema_module
 from app.settings import Settings
-from tests.conftest import SECRET, event_rows, signed_headers
+from tests._helpers import SECRET, event_rows, signed_headers
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
-    from tests.conftest import Client, MakeClient
+    from tests._helpers import Client, MakeClient
 
 BODY = b'{"id": "ord_1", "note": "' + b"x" * 4000 + b'"}'  # a page or more per delivery
 SENDERS = 4

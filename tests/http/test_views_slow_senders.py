@@ -10,13 +10,20 @@ import pytest
 from structlog.testing import capture_logs
 
 from app.settings import Settings
-from tests.conftest import SECRET, event_rows, metric_sample, post, signed_headers
-from tests.http._raw import build_request, exchange_async
+from tests._helpers import (
+    SECRET,
+    build_request,
+    event_rows,
+    exchange_async,
+    metric_sample,
+    post,
+    signed_headers,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tests.conftest import Client, MakeClient
+    from tests._helpers import Client, MakeClient
 
 BODY = b'{"id": "ord_1", "status": "paid", "total": 12.5}'
 TIMEOUT = 1

@@ -10,9 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tests._helpers import wait_until
-from tests._serve import ServeProcess
-from tests.conftest import signed_headers
+from tests._helpers import ServeProcess, signed_headers, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
