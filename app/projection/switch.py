@@ -4,6 +4,14 @@ It takes `projections.db`'s write lock, applies the last events that arrived dur
 build, and replaces the old tables and checkpoint with the new ones: readers see the old
 complete tables until the new complete ones, and the live projector carries on from the
 new checkpoint.
+
+A projection's views are replaced with its tables, in the same transaction, from the
+code's definitions (a view change is a version change). Another projection's views
+that read the replaced tables (`customer_revenue` reads `customers`) need nothing:
+SQLite lets a table under a view be dropped and resolves the view's tables again when
+it is read, so they see the new tables once the transaction commits. Nothing here may
+use ALTER TABLE ... RENAME, which, while such a view points at a dropped table,
+fails ("error in view ...") unless `legacy_alter_table` is on.
 """
 
 from __future__ import annotations
@@ -77,11 +85,17 @@ def _replace(main: sqlite3.Connection, projection: Projection, scratch: str) -> 
     row = main.execute(
         "SELECT tables FROM main._projections WHERE name = ?", (projection.NAME,)
     ).fetchone()
-    old_tables = msgspec.json.decode(row[0], type=list[str]) if row else []
-    for table in dict.fromkeys([*old_tables, *projection.TABLE.table_names]):
-        main.execute(f"DROP TABLE IF EXISTS main.{table}")
+    old_names = msgspec.json.decode(row[0], type=list[str]) if row else []
+    for name in dict.fromkeys([*old_names, *projector_module.owned_names(projection)]):
+        kind = main.execute(
+            "SELECT type FROM main.sqlite_master WHERE name = ? AND type IN ('table', 'view')",
+            (name,),
+        ).fetchone()
+        if kind:
+            main.execute(f"DROP {kind[0].upper()} main.{name}")
     # Empty tables with the scratch's very indexes: SQLite then copies each table and
     # its indexes page by page in order (its transfer optimisation), sorting nothing.
+    # The projection's views are created with them.
     for statement in projection.TABLE.ddl():
         main.execute(statement)
     for table in projection.TABLE.table_names:
