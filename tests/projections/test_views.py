@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import sqlite3
-import uuid
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +17,8 @@ import pytest
 from app.projection import projector
 from app.projection.rebuild import rebuild
 from app.settings import Settings
-from projections import POSTGRESQL_FUNCTIONS, discover
-from tests import _account
+from projections import discover
+from tests import _account, _postgres
 from tests.conftest import SECRET
 from tests.projections._helpers import Harness
 
@@ -169,52 +168,10 @@ def test_foreign_keys_are_declared_but_not_enforced(account: Harness) -> None:
     assert account.row("customers", "cust_ghost") is None
 
 
-# PostgreSQL types of the published schema (SPEC section 12), as the publisher makes them.
-_JSON_COLUMNS = {"tags", "media", "options", "types"}
-
-
-def _postgres_type(column: str, kind: str) -> str:
-    if column.endswith("_at"):
-        return "timestamptz"
-    if column in _JSON_COLUMNS:
-        return "jsonb"
-    return {"TEXT": "text", "NUMERIC": "numeric", "INTEGER": "bigint"}[kind.split(maxsplit=1)[0]]
-
-
-def _copy_to_postgres(source: sqlite3.Connection, target: psycopg.Connection[Any]) -> None:
-    """The projection tables (not the views) of `source`, typed as published, in `target`."""
-    for projection in discover():
-        for table in projection.TABLE.table_names:
-            if table == projection.TABLE.state_table:
-                continue
-            columns = [(r[1], r[2]) for r in source.execute(f"PRAGMA table_info({table})")]
-            typed = ", ".join(f"{name} {_postgres_type(name, kind)}" for name, kind in columns)
-            target.execute(f"CREATE TABLE {table} ({typed})")
-            marks = ", ".join(["%s"] * len(columns))
-            rows = source.execute(f"SELECT * FROM {table}").fetchall()
-            with target.cursor() as cursor:
-                cursor.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
-
-
 @pytest.fixture
 def published(account: Harness, postgres_url: str) -> Iterator[psycopg.Connection[Any]]:
-    """The account's tables in a PostgreSQL schema of their own, with the views created there."""
-    psycopg = pytest.importorskip("psycopg")
-    schema = f"views_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-        try:
-            conn.execute(f"SET search_path TO {schema}")
-            # Readers elsewhere in the world: the views must not depend on it.
-            conn.execute("SET TIME ZONE 'Asia/Jakarta'")
-            _copy_to_postgres(account.conn, conn)
-            conn.execute(POSTGRESQL_FUNCTIONS)
-            for projection in discover():
-                for view in projection.TABLE.views:
-                    conn.execute(view.ddl())
-            yield conn
-        finally:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    with _postgres.published(account.conn, postgres_url) as conn:
+        yield conn
 
 
 @pytest.mark.parametrize("view", VIEWS)
