@@ -51,8 +51,13 @@ PASSWORD_HASH_VARIABLE = "BITBYBIT_EXPLORE_PASSWORD_HASH"  # noqa: S105 - its na
 USERNAME = "bitbybit"
 DASHBOARD = "mirror"
 DASHBOARD_PATH = f"/-/dashboards/{DASHBOARD}"
-# Long enough for a view over a large account (customer_messages reads every message).
-SQL_TIME_LIMIT_MS = 5000
+SETTINGS = {
+    # Long enough for a view over a large account (customer_messages reads every message).
+    "sql_time_limit_ms": 5000,
+    # Facets are chosen per table (`_TABLE_DISPLAY`); Datasette's suggestions of every
+    # column were noise above the rows, and extra queries on every page of a large table.
+    "suggest_facets": False,
+}
 
 # datasette-auth-passwords' format: pbkdf2_sha256$<iterations>$<salt>$<base64 digest>.
 _PASSWORD_HASH = re.compile(r"pbkdf2_sha256\$[0-9]+\$[^$]+\$[A-Za-z0-9+/=]+")
@@ -356,6 +361,16 @@ asks for a password).
 """
 
 
+_PROJECTIONS_HTML = f"""\
+<p>Customers, orders, products and WhatsApp messages, rebuilt from the log at any time.
+Charts of them are on <a href="{DASHBOARD_PATH}">the dashboard</a>. The common questions
+are answered by the views
+<a href="/projections/sales_by_day">sales_by_day</a>,
+<a href="/projections/customer_revenue">customer_revenue</a>,
+<a href="/projections/message_funnel">message_funnel</a> and
+<a href="/projections/customer_messages">customer_messages</a>.</p>"""
+
+
 def _dashboard() -> dict[str, Any]:
     charts: dict[str, Any] = {
         slug: {
@@ -398,9 +413,20 @@ def _tables(
     }
 
 
+_FINDER = (
+    "Type an email address, or a phone number written any way (0812…, +62 812…, "
+    "62-812…), and press Run SQL."
+)
+
+
 def _queries(queries: tuple[tuple[str, str, str, bool], ...]) -> dict[str, Any]:
     return {
-        name: {"title": title, "sql": sql, "hide_sql": not shown}
+        name: {
+            "title": title,
+            "sql": sql,
+            "hide_sql": not shown,
+            **({"description": _FINDER} if ":email_or_phone" in sql else {}),
+        }
         for name, title, sql, shown in queries
     }
 
@@ -440,11 +466,7 @@ def metadata(password: str | None = None) -> dict[str, Any]:
         ),
         "databases": {
             "projections": {
-                "description": (
-                    "Customers, orders, products and WhatsApp messages, rebuilt from the "
-                    "log at any time. Start with the views: sales_by_day, "
-                    "customer_revenue, message_funnel, customer_messages."
-                ),
+                "description_html": _PROJECTIONS_HTML,
                 "tables": projection_tables(),
                 "queries": _queries(PROJECTION_QUERIES),
             },
@@ -476,6 +498,8 @@ _MOVE_DESCRIPTIONS = """
   rows.parentNode.insertBefore(details, rows.nextSibling);
 })();
 """
+# How much of a logged body a page of the log shows (the row's JSON has all of it).
+_BODY_CHARS = 600
 _CSS = """\
 dl.column-descriptions { display: none; }
 details.bitbybit-column-descriptions { margin: 1em 0; }
@@ -522,7 +546,42 @@ def _pages() -> object:
             """On a table's page, the column descriptions move below the rows."""
             return _MOVE_DESCRIPTIONS if template == "table.html" else ""
 
+        @hookimpl
+        def render_cell(
+            self, value: object, column: str, database: str, datasette: Datasette
+        ) -> object:
+            """A customer in a view or a query links to them; a logged body reads as text."""
+            return _cell(value, column, database, datasette)
+
     return Pages()
+
+
+def _cell(value: object, column: str, database: str, datasette: Datasette) -> object:
+    """How a cell shows, where Datasette's own way does not serve; None leaves it to Datasette.
+
+    Tables link their `customer_id` themselves (a foreign key); views and queries have
+    none. The log keeps bodies as bytes, which Datasette would only offer to download.
+    """
+    if database == "projections" and column == "customer_id" and isinstance(value, str):
+        return _customer_link(value, datasette)
+    if database == "events" and column == "payload" and isinstance(value, bytes):
+        text = value.decode("utf-8", "replace")
+        return text if len(text) <= _BODY_CHARS else f"{text[:_BODY_CHARS]}…"
+    return None
+
+
+async def _customer_link(customer_id: str, datasette: Datasette) -> object:
+    """A link to the customer's row, when the mirror has one."""
+    from datasette.utils import tilde_encode  # noqa: PLC0415 - the optional extra
+    from markupsafe import Markup  # noqa: PLC0415 - installed with Datasette
+
+    found = await datasette.get_database("projections").execute(
+        "SELECT 1 FROM customers WHERE id = ?", [customer_id]
+    )
+    if not found.first():
+        return None
+    url = datasette.urls.row("projections", "customers", tilde_encode(customer_id))
+    return Markup('<a href="{}">{}</a>').format(url, customer_id)
 
 
 # --- Running it -----------------------------------------------------------------------
@@ -584,7 +643,7 @@ def _serve(
         datasette = Datasette(
             [str(settings.projections_path), str(settings.events_path)],
             metadata=metadata(password),
-            settings={"sql_time_limit_ms": SQL_TIME_LIMIT_MS},
+            settings=SETTINGS,
         )
         asyncio.run(datasette.invoke_startup())
         url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"

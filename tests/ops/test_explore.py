@@ -297,6 +297,23 @@ def test_the_orders_page_shows_rows_before_the_column_descriptions(running: int)
     assert linked["customer_id"] == {"value": "cust_ana", "label": "ana@example.id"}
 
 
+def test_views_link_the_customers_the_mirror_has(running: int) -> None:
+    """A view's customer_id links to the customer's row, unless the mirror never saw them."""
+    _, _, body = _get(running, "/projections/customer_revenue")
+    page = body.decode()
+    assert '<a href="/projections/customers/cust_ana">cust_ana</a>' in page
+    assert '<a href="/projections/customers/cust_ghost">' not in page
+    assert "cust_ghost" in page
+
+
+def test_the_logs_bodies_read_as_text(running: int) -> None:
+    """A page of the log shows each body's JSON, not a download link."""
+    _, _, body = _get(running, "/events/events")
+    page = body.decode()
+    assert "Binary:" not in page
+    assert "&#34;email&#34;: &#34;ana@example.id&#34;" in page
+
+
 # --- Named queries ------------------------------------------------------------------
 
 
