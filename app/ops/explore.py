@@ -386,7 +386,9 @@ def _dashboard() -> dict[str, Any]:
     return {
         "title": "Your BitByBit shop",
         "description": (
-            "Sales, customers and WhatsApp messages, from the mirror of your BitByBit account."
+            "Sales, customers and WhatsApp messages, from the mirror of your BitByBit "
+            "account. A chart stays empty until the mirror has what it counts: webhooks "
+            "bring what changes from now on, and `sync` what BitByBit already holds."
         ),
         "layout": [
             ["paid-revenue", "orders-by-status"],

@@ -7,6 +7,7 @@ publisher types them (timestamptz, NUMERIC, jsonb).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import sqlite3
 from decimal import Decimal
@@ -181,3 +182,27 @@ def test_postgresql_takes_the_same_view_text_and_gives_the_same_rows(
     """The publisher's copy of each view, over timestamptz, NUMERIC and jsonb, agrees."""
     sql, expected = QUERIES[view]
     assert _rows(published.execute(sql).fetchall()) == _rows(expected)
+
+
+# The schema each projection's VERSION stands for: its DDL, views included, hashed.
+SCHEMAS = {
+    ("customers", 4): "e79e6a249da36b4a",
+    ("messages", 4): "1f24f119deaeb31d",
+    ("orders", 5): "1b53872bbb1e6ebc",
+    ("products", 4): "881f7bc2af4d404b",
+}
+
+
+@pytest.mark.parametrize("projection", discover(), ids=lambda p: p.NAME)
+def test_a_schema_change_is_a_version_change(projection: Any) -> None:
+    """A table, index or view changed without a VERSION bump would never reach a rebuild.
+
+    Existing files keep the old schema until their projection is stale; when this fails,
+    bump the projection's VERSION and record the new hash here.
+    """
+    ddl = "\n".join(projection.TABLE.ddl()).encode()
+    key = (projection.NAME, projection.VERSION)
+    assert key in SCHEMAS, f"{projection.NAME}: no schema recorded for version {key[1]}"
+    assert hashlib.sha256(ddl).hexdigest()[:16] == SCHEMAS[key], (
+        f"{projection.NAME}'s schema changed: bump its VERSION"
+    )
