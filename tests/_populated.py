@@ -1,4 +1,4 @@
-"""A small log whose projections answer every README example query with rows."""
+"""A small projected log, and the helper that appends deliveries and projects them."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def _order(order_id: str, customer: str, status: str, total: int) -> dict[str, o
 
 
 def populate(data_dir: Path) -> None:
-    """A log of the README's example data in `data_dir`, projected into projections.db."""
+    """A log of a few customers, orders and messages in `data_dir`, projected."""
     events: list[tuple[str, dict[str, object]]] = [
         ("customer.created", {"id": "cust_abc123", "email": "a@x.id", "tags": ["vip"]}),
         ("customer.created", {"id": "cust_b", "email": "b@x.id", "tags": ["new"]}),

@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 
     from app.settings import Settings
 
-HOST = "127.0.0.1"
 PASSWORD_HASH_VARIABLE = "BITBYBIT_EXPLORE_PASSWORD_HASH"  # noqa: S105 - its name
 # The user name the browser asks for with the password (HTTP basic authentication).
 USERNAME = "bitbybit"
