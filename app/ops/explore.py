@@ -387,7 +387,7 @@ def _dashboard() -> dict[str, Any]:
         "description": (
             "Sales, customers and WhatsApp messages, from the mirror of your BitByBit "
             "account. A chart stays empty until the mirror has what it counts: webhooks "
-            "bring what changes from now on, and `sync` what BitByBit already holds."
+            "bring what changes from now on, and the sync command what BitByBit already holds."
         ),
         "layout": [
             ["paid-revenue", "orders-by-status"],
