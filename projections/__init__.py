@@ -4,7 +4,8 @@ A projection module holds `NAME`, `VERSION`, `EVENT_TYPES`, `TABLE` (its tables,
 which the DDL is generated) and `apply(event) -> list[Change]`, a `match` on the event
 type that says what the event changes. Modules whose names start with `_` are shared
 machinery, not projections: `_tables` (how tables are described, and their DDL),
-`_payloads` (msgspec Structs of the bodies), `_rules` (the ordering and list rules),
+`_payloads` (msgspec Structs of the bodies), `_rules` (the ordering, list and phone
+number rules),
 `_changes` (payload -> change), `_state` (stored register versions), `_fold` (merging
 changes into stored entities).
 """
@@ -17,8 +18,18 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 from projections._changes import Change
 from projections._fold import Touched, write_changes
+from projections._rules import phone_digits, phone_number_key
 from projections._state import Fresh, decode_state, encode_state
-from projections._tables import ChildTable, EntityTable, Event, HistoryTable
+from projections._tables import (
+    POSTGRESQL_FUNCTIONS,
+    ChildTable,
+    Descriptions,
+    EntityTable,
+    Event,
+    ForeignKey,
+    HistoryTable,
+    View,
+)
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -26,17 +37,23 @@ if TYPE_CHECKING:
 # The surface the runtime (app.projection) and the tests use; the modules behind it
 # are private to the package.
 __all__ = [
+    "POSTGRESQL_FUNCTIONS",
     "Change",
     "ChildTable",
+    "Descriptions",
     "EntityTable",
     "Event",
+    "ForeignKey",
     "Fresh",
     "HistoryTable",
     "Projection",
     "Touched",
+    "View",
     "decode_state",
     "discover",
     "encode_state",
+    "phone_digits",
+    "phone_number_key",
     "write_changes",
 ]
 

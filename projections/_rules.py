@@ -22,6 +22,8 @@ __all__ = [
     "format_instant",
     "json_text",
     "parse_instant",
+    "phone_digits",
+    "phone_number_key",
     "status_rank",
     "status_version",
 ]
@@ -119,3 +121,34 @@ def event_time(event: _Timestamped) -> str:
     """When an event happened: its timestamp header, or the signature's `t` without one."""
     seconds = event.signed_at if event.event_timestamp is None else event.event_timestamp
     return format_instant(seconds)
+
+
+# What people write between the digits of a phone number: spaces (a no-break space when
+# pasted from a document), dashes, dots, brackets, slashes and the leading plus.
+_PHONE_SEPARATORS = (" ", "\u00a0", "-", ".", "(", ")", "/", "+")
+
+
+def phone_digits(expression: str) -> str:
+    """SQL (SQLite and PostgreSQL alike) for a phone number without its separators.
+
+    SPEC section 11 matches a message to a customer "as a number", non-digits removed.
+    Neither dialect can remove every non-digit in SQL the other accepts (SQLite has no
+    regular expressions by default), so the separators people write in numbers are
+    removed; a number holding anything else (letters, an extension) matches no other.
+    """
+    for separator in _PHONE_SEPARATORS:
+        expression = f"REPLACE({expression}, '{separator}', '')"
+    return expression
+
+
+def phone_number_key(digits: str) -> str:
+    """SQL for the number that `digits` (a `phone_digits` result) stands for.
+
+    A leading `00` (the international prefix) is dropped and a leading `0` read as
+    Indonesia's `62`, so `0812…`, `+62 812…` and `62-812…` are one number. Nothing left
+    is NULL, which matches nothing.
+    """
+    return (
+        f"NULLIF(CASE WHEN {digits} LIKE '00%' THEN SUBSTR({digits}, 3) "
+        f"WHEN {digits} LIKE '0%' THEN '62' || SUBSTR({digits}, 2) ELSE {digits} END, '')"
+    )

@@ -17,11 +17,21 @@ from msgspec import UNSET, Struct, UnsetType
 
 from projections._changes import Change, deleted_entity, updated_entity
 from projections._payloads import PostalAddress, Text
-from projections._tables import ChildTable, EntityTable, Event
+from projections._tables import (
+    DELETED,
+    JSON_LIST,
+    POSITION_IN_LIST,
+    SENT_AS_IS,
+    ChildTable,
+    EntityTable,
+    Event,
+    address_descriptions,
+)
 
 NAME = "customers"
 # 3: the stored state keeps register versions only; the values are the row itself.
-VERSION = 3
+# 4: addresses declare their customer as a foreign key.
+VERSION = 4
 EVENT_TYPES = frozenset(
     {
         "customer.created",
@@ -49,6 +59,14 @@ ADDRESSES = ChildTable(
         ("country", "TEXT"),
         ("zip", "TEXT"),
     ),
+    description="A customer's addresses, in the payload's order.",
+    column_descriptions={
+        "customer_id": "the customer (customers.id)",
+        "position": POSITION_IN_LIST,
+        "id": "the address's own id",
+        "phone": "phone number on the address (personal data)",
+        **address_descriptions(""),
+    },
 )
 TABLE = EntityTable(
     name="customers",
@@ -66,6 +84,22 @@ TABLE = EntityTable(
     ),
     children=(ADDRESSES,),
     indexes=(("email",), ("phone_number",), ("created_at",)),
+    description=(
+        "One row per customer BitByBit told us about; each field holds the newest value sent."
+    ),
+    column_descriptions={
+        "id": "BitByBit's customer id",
+        "email": "email address (personal data)",
+        "phone_number": "phone number (personal data)",
+        "first_name": "first name (personal data)",
+        "last_name": "last name (personal data)",
+        "image_url": "profile picture address",
+        "tags": f"the customer's tags, {JSON_LIST}",
+        "created_at": f"when the customer was created, {SENT_AS_IS}",
+        "updated_at": f"when the customer last changed, {SENT_AS_IS}",
+        "deleted_at": DELETED,
+    },
+    label_column="email",
 )
 
 

@@ -18,11 +18,20 @@ from msgspec import UNSET, Struct, UnsetType
 
 from projections._changes import Change, deleted_entity, updated_entity
 from projections._payloads import Text
-from projections._tables import ChildTable, EntityTable, Event
+from projections._tables import (
+    DELETED,
+    JSON_LIST,
+    POSITION_IN_LIST,
+    SENT_AS_IS,
+    ChildTable,
+    EntityTable,
+    Event,
+)
 
 NAME = "products"
 # 3: the stored state keeps register versions only; the values are the row itself.
-VERSION = 3
+# 4: variants declare their product as a foreign key.
+VERSION = 4
 EVENT_TYPES = frozenset(
     {
         "product.created",
@@ -39,6 +48,15 @@ VARIANTS = ChildTable(
     parent_column="product_id",
     register="variants",
     columns=(("id", "TEXT"), ("key", "TEXT"), ("price", "NUMERIC"), ("inventory_sku", "TEXT")),
+    description="A product's variants, in the payload's order.",
+    column_descriptions={
+        "product_id": "the product (products.id)",
+        "position": POSITION_IN_LIST,
+        "id": "the variant's id",
+        "key": "the variant's option values, e.g. M / Red",
+        "price": "the variant's price, the number sent",
+        "inventory_sku": "stock-keeping unit",
+    },
 )
 TABLE = EntityTable(
     name="products",
@@ -58,6 +76,22 @@ TABLE = EntityTable(
     ),
     children=(VARIANTS,),
     indexes=(("product_id",), ("status",)),
+    description="One row per product in the catalogue.",
+    column_descriptions={
+        "id": "BitByBit's product id",
+        "product_id": "the shop's own product id",
+        "name": "product name",
+        "description": "product description",
+        "media": f"images and videos, {JSON_LIST}",
+        "status": "product status, e.g. active or draft",
+        "options": f"option names such as size or colour, {JSON_LIST}",
+        "tags": f"the product's tags, {JSON_LIST}",
+        "types": f"product types, {JSON_LIST}",
+        "created_at": f"when the product was created, {SENT_AS_IS}",
+        "updated_at": f"when the product last changed, {SENT_AS_IS}",
+        "deleted_at": DELETED,
+    },
+    label_column="name",
 )
 
 AnyList = list[Any] | None | UnsetType

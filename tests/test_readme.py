@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from app.projection import projector
-from tests._helpers import populate_examples
+from tests import _account
+from tests._helpers import append_and_project
 
 if TYPE_CHECKING:
     import sqlite3
@@ -68,7 +69,7 @@ def _broken(page: Path) -> list[str]:
 
 @pytest.fixture
 def database(tmp_path: Path) -> sqlite3.Connection:
-    populate_examples(tmp_path)
+    append_and_project(tmp_path, _account.deliveries())
     return projector.connect(tmp_path / "projections.db")
 
 
@@ -88,35 +89,43 @@ def test_readme_has_the_promised_queries() -> None:
     assert len(_queries()) == 5
 
 
-def test_orders_per_status(database: sqlite3.Connection) -> None:
-    """Orders are counted per status, most frequent first."""
+def test_sales_per_day(database: sqlite3.Connection) -> None:
+    """Each UTC day and currency, newest first, as the account's hand-computed rows."""
     rows = database.execute(_queries()[0]).fetchall()
-    assert rows[0] == ("active", 2)
-    assert sorted(rows) == [("active", 2), ("cancelled", 1), ("completed", 1)]
+    assert len(rows) == len(_account.SALES_BY_DAY)
+    assert rows[0] == ("2024-03-05", "IDR", 0, 0, 0)
 
 
 def test_revenue_per_customer(database: sqlite3.Connection) -> None:
-    """Revenue adds up each customer's orders that were not cancelled."""
+    """Paid revenue per customer and currency, largest first within a currency."""
     rows = database.execute(_queries()[1]).fetchall()
-    assert [(r[0], r[3]) for r in rows] == [("cust_abc123", 150), ("cust_b", 30)]
+    assert [(r[0], r[4], r[6]) for r in rows] == [
+        ("cust_citra", None, 35000),
+        ("cust_ana", "IDR", 201000),
+        ("cust_ghost", "IDR", 12000),
+        ("cust_budi", "USD", 19.99),
+    ]
 
 
-def test_message_funnel(database: sqlite3.Connection) -> None:
-    """Outbound messages are counted per status; inbound ones are left out."""
+def test_whatsapp_funnel(database: sqlite3.Connection) -> None:
+    """One row per template, with every stage its messages reached."""
     rows = database.execute(_queries()[2]).fetchall()
-    assert rows == [("read", 2), ("sent", 1)]
+    assert sorted(rows, key=lambda r: str(r[0])) == sorted(
+        _account.MESSAGE_FUNNEL, key=lambda r: str(r[0])
+    )
+
+
+def test_orders_per_status(database: sqlite3.Connection) -> None:
+    """Orders are counted per status, most frequent first."""
+    rows = database.execute(_queries()[3]).fetchall()
+    assert rows[0] == ("active", 7)
+    assert sorted(rows, key=str) == sorted(_account.ORDERS_BY_STATUS, key=str)
 
 
 def test_vip_customers(database: sqlite3.Connection) -> None:
     """Only customers tagged vip that are not deleted are listed."""
-    rows = database.execute(_queries()[3]).fetchall()
-    assert rows == [("cust_abc123", "a@x.id", None, None)]
-
-
-def test_line_items_of_a_customer(database: sqlite3.Connection) -> None:
-    """One customer's line items come with their order numbers, in order."""
     rows = database.execute(_queries()[4]).fetchall()
-    assert rows == [("0001", "Shirt", 1, 100), ("0002", "Shirt", 1, 50)]
+    assert rows == [("cust_ana", "ana@example.id", "Ana", "Putri")]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))

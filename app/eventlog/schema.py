@@ -133,6 +133,89 @@ except the payload of a row named in redactions (python -m app forget)'); END;
 """
 
 
+_DELIVERY_COLUMNS = {
+    "webhook_id": "X-BitByBit-Webhook-Id: the delivery's id, unique",
+    "event_type": "X-BitByBit-Webhook-Event, e.g. order.updated",
+    "event_timestamp": "X-BitByBit-Webhook-Timestamp (Unix seconds); NULL if absent",
+    "signed_at": "t of the signature (Unix seconds)",
+    "received_at": "when this service received it (UTC)",
+    "signature": "the signature header as received, so the row can be re-verified",
+    "payload": "the body, byte for byte (personal data); CAST(payload AS TEXT) to read it",
+}
+# Every table of the log, with the DDL above: what each holds and what each column
+# means, for `explore` and for anyone
+# reading the file.
+TABLES: dict[str, tuple[str, dict[str, str]]] = {
+    "events": (
+        "The log: every authentic delivery, kept forever, never changed.",
+        {"position": "order of acceptance, strictly increasing", **_DELIVERY_COLUMNS},
+    ),
+    "conflicting_duplicates": (
+        "Deliveries whose webhook id was already logged with a different body: kept aside.",
+        {
+            "id": "row number",
+            "logged_position": "the logged delivery with the same id (events.position)",
+            **_DELIVERY_COLUMNS,
+        },
+    ),
+    "forget_records": (
+        "One row per forget (and per sweep of later deliveries): the audit of erasures.",
+        {
+            "id": "row number",
+            "forgotten_at": "when, ISO 8601 UTC",
+            "customer_id": "the forgotten customer's id",
+            "kind": "forget (the command) or sweep (later deliveries redacted by serve)",
+            "events": "how many events of each type were redacted, as JSON",
+            "reason": "the --reason given",
+            "head": "the log's head position when it ran",
+        },
+    ),
+    "redactions": (
+        "Each log row whose body a forget rewrote; its signature no longer matches.",
+        {
+            "position": "the redacted delivery (events.position)",
+            "forget_id": "the forget that rewrote it (forget_records.id)",
+            "redacted_at": "when, ISO 8601 UTC",
+        },
+    ),
+    "forgotten_entities": (
+        "The customers, orders and messages that stay forgotten: later deliveries are redacted.",
+        {
+            "kind": "customer, order or message",
+            "key": "the entity's id",
+            "forget_id": "the forget that named it (forget_records.id)",
+        },
+    ),
+    "forget_sweeps": (
+        "How far serve's sweep has looked for later deliveries about forgotten people.",
+        {
+            "id": "row number",
+            "swept_at": "when, ISO 8601 UTC",
+            "head": "the log position the sweep reached",
+        },
+    ),
+    "accepted_digests": (
+        (
+            "Which event type each accepted signature came with, so a signature replayed "
+            "under another event type is refused."
+        ),
+        {
+            "signed_at": "t of the signature",
+            "digest": "the matching v1 digest",
+            "event_type": "the event type it was accepted with",
+            "position": "the delivery (events.position)",
+        },
+    ),
+    "write_probe": (
+        "One row rewritten by each /readyz call: proof that the log takes writes.",
+        {"id": "always 1", "probed_at": "when /readyz last wrote", "room": "a page of zeros"},
+    ),
+}
+# The tables the service keeps for itself, which a person browsing the log rarely needs.
+BOOKKEEPING = frozenset(
+    {"write_probe", "accepted_digests", "redactions", "forgotten_entities", "forget_sweeps"}
+)
+
 # How long a writer waits for another one (an import, a backup) to release the log.
 BUSY_TIMEOUT_MS = 30_000
 

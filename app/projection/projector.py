@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger("app.projection.projector")
 
 BOOKKEEPING_DDL = """
+-- `tables`: the tables and views the projection owns, as a JSON list, so that a rebuild
+-- drops what an earlier version had even when the code no longer names it.
 CREATE TABLE IF NOT EXISTS _projections (
     name TEXT PRIMARY KEY,
     version INTEGER NOT NULL,
@@ -49,6 +51,47 @@ CREATE TABLE IF NOT EXISTS _projection_errors (
     PRIMARY KEY (projection, position)
 ) STRICT;
 """
+# What `explore` and anyone reading the schema see of the tables above.
+BOOKKEEPING_TABLES = {
+    "_projections": (
+        "Bookkeeping: each projection's version and how far into the log it has applied.",
+        {
+            "name": "the projection",
+            "version": "the code version its tables were built with",
+            "position": "the last log position applied (its checkpoint)",
+            "tables": "the tables and views it owns, as JSON",
+        },
+    ),
+    "_projection_errors": (
+        "Events a projection could not apply; they stay in the log (see `errors`).",
+        {
+            "projection": "the projection that failed",
+            "position": "the event's log position (events.position)",
+            "webhook_id": "the delivery (events.webhook_id)",
+            "event_type": "the delivery's event type",
+            "error": "what went wrong",
+        },
+    ),
+    "_changes": (
+        "Bookkeeping: the change feed (`changes`), one note per entity written, newest last.",
+        {
+            "seq": "the note's number: the feed's cursor",
+            "projection": "the projection whose table changed",
+            "tbl": "the entity's table ('' for a reset: the projection's tables were replaced)",
+            "key": "the entity's id (the projection's name, for a reset)",
+            "size": "how many child rows the entity had at most, before or after the change",
+        },
+    ),
+    "_changes_sequence": (
+        "Bookkeeping: the last number the change feed gave out.",
+        {
+            "id": "always 1",
+            "last": "the last number given out",
+            "notes": "how many notes there are, about",
+            "compacted": "how many notes the last compaction left",
+        },
+    ),
+}
 SELECT_CHECKPOINTS = "SELECT name, version, position FROM _projections"
 UPDATE_CHECKPOINT = "UPDATE _projections SET position = ? WHERE name = ?"
 INSERT_ERROR = "INSERT OR REPLACE INTO _projection_errors VALUES (?, ?, ?, ?, ?)"
@@ -60,8 +103,12 @@ def connect(path: Path | str, *, synchronous: str = "NORMAL") -> sqlite3.Connect
 
     `synchronous=NORMAL` is enough: the file is disposable, and a checkpoint is always
     committed with its tables, so a lost tail is simply re-applied from the log.
+    Foreign keys are declared but never enforced (`projections.ForeignKey`): rows arrive
+    in any order, and a rebuild drops and recreates tables that others refer to. Off is
+    SQLite's default; it is set anyway, against a library built to turn it on.
     """
     conn = sqlite.connect(path, synchronous=synchronous, timeout_seconds=60)
+    conn.execute("PRAGMA foreign_keys = OFF")
     conn.executescript(BOOKKEEPING_DDL)
     conn.executescript(feed.DDL)
     return conn
@@ -84,15 +131,25 @@ def install(conn: sqlite3.Connection, projection: Projection, *, record: bool = 
                 (
                     projection.NAME,
                     projection.VERSION,
-                    msgspec.json.encode(projection.TABLE.table_names).decode(),
+                    msgspec.json.encode(owned_names(projection)).decode(),
                 ),
             )
         if record and not feed.has_reset(conn, projection):
             feed.reset(conn, projection)
 
 
+def owned_names(projection: Projection) -> list[str]:
+    """The tables and views a projection owns, as `_projections.tables` records them."""
+    return [*projection.TABLE.table_names, *projection.TABLE.view_names]
+
+
 def create_tables(conn: sqlite3.Connection, projection: Projection) -> None:
-    """Run a projection's DDL (inside the caller's transaction)."""
+    """Run a projection's DDL, views included (inside the caller's transaction).
+
+    A view may read another projection's tables that do not exist yet (in a rebuild's
+    scratch they never do): SQLite resolves a view's tables when it is read, not when
+    it is created.
+    """
     for statement in projection.TABLE.ddl():
         conn.execute(statement)
 

@@ -320,11 +320,20 @@ def _replace(main: sqlite3.Connection, projection: Projection, scratch: str) -> 
     row = main.execute(
         "SELECT tables FROM main._projections WHERE name = ?", (projection.NAME,)
     ).fetchone()
-    old_tables = msgspec.json.decode(row[0], type=list[str]) if row else []
-    for table in dict.fromkeys([*old_tables, *projection.TABLE.table_names]):
-        main.execute(f"DROP TABLE IF EXISTS main.{table}")
+    old_names = msgspec.json.decode(row[0], type=list[str]) if row else []
+    # Views go with their tables (and come back with the DDL below); views of other
+    # projections that read these tables survive a DROP TABLE in SQLite, and nothing may
+    # use ALTER TABLE ... RENAME, which fails on such a view ("error in view").
+    for name in dict.fromkeys([*old_names, *projector_module.owned_names(projection)]):
+        kind = main.execute(
+            "SELECT type FROM main.sqlite_master WHERE name = ? AND type IN ('table', 'view')",
+            (name,),
+        ).fetchone()
+        if kind:
+            main.execute(f"DROP {kind[0].upper()} main.{name}")
     # Empty tables with the scratch's very indexes: SQLite then copies each table and
     # its indexes page by page in order (its transfer optimisation), sorting nothing.
+    # The projection's views are created with them.
     for statement in projection.TABLE.ddl():
         main.execute(statement)
     for table in projection.TABLE.table_names:
