@@ -170,6 +170,17 @@ class TestSignature:
         assert (status, answer["error"]) == (401, "malformed_signature")
         assert event_rows(tmp_path) == []
 
+    async def test_stripes_bad_signature_entry_beside_a_good_one(
+        self, client: Client, tmp_path: Path
+    ) -> None:
+        """`t=...,v1=<good>,v1=bad_signature` is authentic: 200, stored (SPEC §3)."""
+        headers = signed_headers(BODY)
+        good = headers["X-BitByBit-Webhook-Signature"]
+        headers["X-BitByBit-Webhook-Signature"] = f"{good},v1=bad_signature"
+        status, answer = await post(client, BODY, headers)
+        assert (status, answer["status"]) == (200, "accepted")
+        assert len(event_rows(tmp_path)) == 1
+
     @pytest.mark.parametrize("offset", [-3600, 3600])
     async def test_timestamp_out_of_tolerance(
         self, client: Client, tmp_path: Path, offset: int
