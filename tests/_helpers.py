@@ -6,7 +6,10 @@ Fixtures live in the `conftest.py` files; these are plain functions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import subprocess
+import sys
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -17,7 +20,8 @@ from app.instants import format_instant
 from app.webhooks.signature import compute_digest
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterator
+    from pathlib import Path
 
 T = TypeVar("T")
 
@@ -83,3 +87,46 @@ async def eventually(probe: Callable[[], Awaitable[T]], done: Callable[[T], bool
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}: last saw {value!r}")
         await asyncio.sleep(_POLL_SECONDS)
+
+
+# Another process that takes a database's write lock, says so, and keeps it until its
+# standard input closes.
+_HOLD_LOCK = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.read()
+conn.execute("ROLLBACK")
+"""
+
+
+@contextlib.contextmanager
+def held_write_lock(path: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holds `BEGIN IMMEDIATE` on `path` for the block (an import, a forget)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        if holder.stdout.readline().strip() != "locked":
+            pytest.fail("the lock holder did not take the write lock")
+        yield holder
+    finally:
+        release_lock(holder)
+
+
+def release_lock(holder: subprocess.Popen[str]) -> None:
+    """Let the holder's lock go (closing its input) and wait for it to end."""
+    if holder.stdin is not None and not holder.stdin.closed:
+        holder.stdin.close()
+    try:
+        holder.wait(DEADLINE_SECONDS)
+    except subprocess.TimeoutExpired:
+        holder.kill()
+        holder.wait()
+    if holder.stdout is not None:
+        holder.stdout.close()

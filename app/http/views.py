@@ -59,7 +59,9 @@ async def receive_webhook(request: web.Request) -> web.Response:
     settings = app[SETTINGS]
     try:
         body = await _read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
-        result = await app[INGEST].receive(headers, body, time.time())
+        # SPEC §3: answered within `answer_seconds` of the body's last byte, stored or not.
+        deadline = asyncio.get_running_loop().time() + settings.answer_seconds
+        result = await app[INGEST].receive(headers, body, time.time(), deadline=deadline)
     except RejectedError as exc:
         response = _rejected(metrics, headers, exc, started)
         if exc.code in _CLOSING_CODES:
