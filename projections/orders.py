@@ -15,17 +15,17 @@ Decisions where the SPEC is silent:
 
 from __future__ import annotations
 
-import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
 from projections._changes import Change, updated_entity
-from projections._payloads import Amount, PostalAddress, Text
+from projections._payloads import Amount, LenientDecoder, PostalAddress, Text
 from projections._tables import ChildTable, EntityTable, Event
 
 NAME = "orders"
 # 3: the stored state keeps register versions only; the values are the row itself.
 # 4: `notes`, which the Open API's orders have (read by `sync` as `order.snapshot`).
-VERSION = 4
+# 5: a field of an unexpected type is kept as JSON text, no longer dropping the order.
+VERSION = 5
 EVENT_TYPES = frozenset({"order.created", "order.updated", "order.snapshot"})
 
 LINE_ITEMS = ChildTable(
@@ -109,7 +109,7 @@ class Order(Struct, rename="camel"):
     updated_at: Text = UNSET
 
 
-_order = msgspec.json.Decoder(Order)
+_order = LenientDecoder(Order)
 _NESTED = {"customer": "customer_", "shipping_address": "shipping_"}
 
 
@@ -117,10 +117,16 @@ def apply(event: Event) -> list[Change]:
     """What one order event says about its order."""
     match event.event_type:
         case "order.created" | "order.updated" | "order.snapshot":
-            order = _order.decode(event.payload)
+            order, odd = _order.decode(event.payload)
             return [
                 updated_entity(
-                    order.id, order.updated_at, order, event, nested=_NESTED, children=[LINE_ITEMS]
+                    order.id,
+                    order.updated_at,
+                    order,
+                    event,
+                    nested=_NESTED,
+                    children=[LINE_ITEMS],
+                    odd=odd,
                 )
             ]
         case _:

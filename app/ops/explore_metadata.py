@@ -166,6 +166,19 @@ PROJECTION_TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "error": "what went wrong",
         },
     ),
+    "_projection_warnings": (
+        (
+            "Events a projection applied with a field of an unexpected shape, kept as its "
+            "JSON text or (child rows that are not a list) left as they were (see `errors`)."
+        ),
+        {
+            "projection": "the projection that applied it",
+            "position": "the event's log position (events.position)",
+            "webhook_id": "the delivery (events.webhook_id)",
+            "event_type": "the delivery's event type",
+            "warning": "which fields did not fit, and what was stored instead",
+        },
+    ),
     **{
         projection.TABLE.state_table: (
             (
