@@ -238,3 +238,15 @@ def test_a_closed_output_pipe_ends_quietly(tmp_path: Path) -> None:
     assert b"Traceback" not in stderr
     assert b"BrokenPipe" not in stderr
     assert reader.returncode == 1
+
+
+@pytest.mark.parametrize("command", ["status", "errors"])
+def test_a_damaged_projections_db_is_one_sentence(tmp_path: Path, command: str) -> None:
+    """Garbage in projections.db: one sentence naming the fix, exit 1, no traceback."""
+    data_dir = tmp_path / "d"
+    EventStore.open(data_dir / "events.db").close()
+    damaged = data_dir / "projections.db"
+    damaged.write_bytes(b"not a database at all " * 400)
+    damaged.chmod(0o600)
+    result = _app([command, "--data-dir", str(data_dir)])
+    _one_sentence(result, 1, str(data_dir), "rebuild")
