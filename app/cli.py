@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import importlib.metadata
 import os
+import sqlite3
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +30,7 @@ from app.commands import (
 from app.commands.common import ENVIRONMENT_HELP, Command
 from app.files import PRIVATE_UMASK
 from app.projection.rebuild import RebuildError
-from app.settings import SettingsError
+from app.settings import DEFAULT_DATA_DIR, SettingsError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -95,5 +97,57 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except (SettingsError, RebuildError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # `events | head`: the reader has all it wanted. Quiet, as Unix tools are; the
+        # rest of the output goes nowhere, so the interpreter's own flush cannot fail.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 1
+    except (OSError, sqlite3.Error) as exc:
+        # The environment, not a bug (SPEC §13): one sentence naming the thing and the fix.
+        data_dir = getattr(args, "data_dir", None) or environ.get("BITBYBIT_DATA_DIR")
+        print(f"error: {environment_problem(exc, data_dir or DEFAULT_DATA_DIR)}", file=sys.stderr)
+        return 1
     finally:
         os.umask(umask)  # for callers that run commands in their own process, as tests do
+
+
+def environment_problem(  # noqa: PLR0911 - one sentence per kind of failure
+    exc: OSError | sqlite3.Error, data_dir: str
+) -> str:
+    """One sentence for an operating-system or SQLite failure: what, where, and the fix."""
+    user = getpass.getuser()
+    own = (
+        f"run as the user that owns {data_dir}, or give it to {user}: "
+        f"chown -R {user} {data_dir} && chmod 700 {data_dir} && chmod 600 {data_dir}/*"
+    )
+    if isinstance(exc, NotADirectoryError | FileExistsError):
+        return (
+            f"{exc.filename or data_dir} is not a directory: point --data-dir "
+            "(BITBYBIT_DATA_DIR) at a directory, or move the file out of the way"
+        )
+    if isinstance(exc, PermissionError):
+        return f"permission denied on {exc.filename or data_dir}: {own}"
+    if isinstance(exc, OSError):
+        return f"{exc.filename or data_dir}: {exc.strerror or exc}"
+    text = str(exc)
+    if "unable to open database file" in text or "readonly database" in text:
+        return f"cannot open {_unreachable(data_dir)} ({text}): {own}"
+    if "not a database" in text or "malformed" in text:
+        return (
+            f"a database in {data_dir} is damaged ({text}): projections.db can be deleted "
+            "and made again with `rebuild`; events.db must be restored from a backup"
+        )
+    if "disk is full" in text or "disk I/O" in text:
+        return f"cannot write in {data_dir} ({text}): free some space or check the disk"
+    return f"the databases in {data_dir} cannot be used: {text}"
+
+
+def _unreachable(data_dir: str) -> str:
+    """The database file this user cannot read and write, else the directory holding them."""
+    for name in ("events.db", "projections.db"):
+        path = os.path.join(data_dir, name)  # noqa: PTH118 - a plain string for the message
+        if os.path.lexists(path) and not os.access(path, os.R_OK | os.W_OK):
+            return path
+    return f"a database in {data_dir}"

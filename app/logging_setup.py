@@ -67,6 +67,8 @@ class _DeliveryLine(msgspec.Struct):
     event_type: str
     outcome: str
     duration_ms: float
+    peer: str
+    forwarded_for: str | None
     event: str
     level: str
     timestamp: str
@@ -78,8 +80,15 @@ _encode_line = msgspec.json.Encoder().encode
 _LEVEL_NAMES = {logging.INFO: "info", logging.WARNING: "warning", logging.ERROR: "error"}
 
 
-def log_delivery(
-    level: int, webhook_id: str, event_type: str, outcome: str, duration_ms: float
+def log_delivery(  # noqa: PLR0913 - the fields of one line
+    level: int,
+    webhook_id: str,
+    event_type: str,
+    outcome: str,
+    duration_ms: float,
+    *,
+    peer: str = "",
+    forwarded_for: str | None = None,
 ) -> None:
     """The one line each delivery gets: the same line a structlog call would write.
 
@@ -89,16 +98,23 @@ def log_delivery(
     structlog) it goes through structlog.
 
     The id and event type are whatever the sender sent (a refused delivery's too), so
-    they are escaped to printable ASCII: a line is always written, never an error.
+    they are escaped to printable ASCII: a line is always written, never an error. So is
+    `X-Forwarded-For`, kept as sent (behind a proxy, the peer is the proxy): with the
+    peer, it is what traces a flood of refusals back to its sender.
     """
     webhook_id = printable(webhook_id)
     event_type = printable(event_type)
+    peer = printable(peer)
+    if forwarded_for is not None:
+        forwarded_for = printable(forwarded_for)
     if _delivery_sink:
         line = _DeliveryLine(
             webhook_id,
             event_type,
             outcome,
             duration_ms,
+            peer,
+            forwarded_for,
             "delivery",
             _LEVEL_NAMES[level],
             format_instant(time.time()),
@@ -112,6 +128,8 @@ def log_delivery(
         event_type=event_type,
         outcome=outcome,
         duration_ms=duration_ms,
+        peer=peer,
+        forwarded_for=forwarded_for,
     )
 
 

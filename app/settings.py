@@ -26,6 +26,10 @@ DEFAULT_API_KEY_HEADER = "x-api-key"
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # BitByBit's own delivery timeout: a body still arriving after it is one the sender gave up on.
 DEFAULT_BODY_TIMEOUT_SECONDS = 30
+# SPEC §3: every delivery is answered within this many seconds of its last byte, well
+# inside BitByBit's 30 s: one the log cannot take by then is refused (503), not left to
+# time out. Not an environment setting; tests shorten it.
+DEFAULT_ANSWER_SECONDS = 15.0
 
 
 class SettingsError(Exception):
@@ -44,6 +48,7 @@ class Settings:
     port: int = DEFAULT_PORT
     log_level: str = DEFAULT_LOG_LEVEL
     body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS
+    answer_seconds: float = DEFAULT_ANSWER_SECONDS
     # Accept a data directory (and files) that its group may read: `--allow-shared-data-dir`.
     allow_shared_data_dir: bool = False
     # Open API access for `sync` (SPEC §8); the key is a secret like the signing secrets.

@@ -30,6 +30,9 @@ class Change:
     # Set when every register carries this one version (an event's own fields): a change
     # newer than all of an entity's state then folds in as one dict update.
     version: str | None = None
+    # The fields of an unexpected shape that the event still wrote by the shape rule
+    # (`_payloads.LenientDecoder`): the runtime records them as a projection warning.
+    odd: tuple[str, ...] = ()
 
 
 _KEY_FIELD = frozenset({"id"})  # the entity's key, not a column
@@ -44,6 +47,7 @@ def updated_entity(  # noqa: PLR0913 - the key, the payload and how it flattens
     *,
     nested: dict[str, str] | None = None,
     children: Sequence[ChildTable] = (),
+    odd: tuple[str, ...] = (),
 ) -> Change:
     """What a `*.created` or `*.updated` event says of its entity: every field it carries.
 
@@ -55,7 +59,7 @@ def updated_entity(  # noqa: PLR0913 - the key, the payload and how it flattens
     registers = carried(
         payload, version, event.event_type, skip=_KEY_FIELD, nested=nested, children=children
     )
-    return Change(key, registers, version=version)
+    return Change(key, registers, version=version, odd=odd)
 
 
 def deleted_entity(event: Event) -> Change:

@@ -12,11 +12,10 @@ Decisions where the SPEC is silent:
 
 from __future__ import annotations
 
-import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
 from projections._changes import Change, deleted_entity, updated_entity
-from projections._payloads import PostalAddress, Text
+from projections._payloads import LenientDecoder, PostalAddress, Text
 from projections._tables import (
     DELETED,
     JSON_LIST,
@@ -31,7 +30,8 @@ from projections._tables import (
 NAME = "customers"
 # 3: the stored state keeps register versions only; the values are the row itself.
 # 4: addresses declare their customer as a foreign key.
-VERSION = 4
+# 5: a field of an unexpected type is kept as JSON text, no longer dropping the customer.
+VERSION = 5
 EVENT_TYPES = frozenset(
     {
         "customer.created",
@@ -124,17 +124,17 @@ class Customer(Struct, rename="camel"):
     updated_at: Text = UNSET
 
 
-_customer = msgspec.json.Decoder(Customer)
+_customer = LenientDecoder(Customer)
 
 
 def apply(event: Event) -> list[Change]:
     """What one customer event says about its customer."""
     match event.event_type:
         case "customer.created" | "customer.updated" | "customer.snapshot":
-            customer = _customer.decode(event.payload)
+            customer, odd = _customer.decode(event.payload)
             return [
                 updated_entity(
-                    customer.id, customer.updated_at, customer, event, children=[ADDRESSES]
+                    customer.id, customer.updated_at, customer, event, children=[ADDRESSES], odd=odd
                 )
             ]
         case "customer.deleted" | "customer.gone":

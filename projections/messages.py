@@ -27,7 +27,7 @@ import msgspec
 from msgspec import UNSET, Struct
 
 from projections._changes import Change, Registers
-from projections._payloads import Text
+from projections._payloads import LenientDecoder, Text
 from projections._rules import (
     event_time,
     event_version,
@@ -40,7 +40,8 @@ from projections._tables import SENT_AS_IS, EntityTable, Event, HistoryTable, Vi
 NAME = "messages"
 # 3: the stored state keeps register versions only; the values are the row itself.
 # 4: the views `message_funnel` and `customer_messages`; history declares its message.
-VERSION = 4
+# 5: a field of an unexpected type is kept as JSON text, no longer dropping the message.
+VERSION = 5
 
 _COLUMN_DESCRIPTIONS = {
     "message_id": "BitByBit's message id",
@@ -196,8 +197,8 @@ class StatusUpdated(Struct, rename="camel"):
     template_name: Text = UNSET
 
 
-_received = msgspec.json.Decoder(Received)
-_status_updated = msgspec.json.Decoder(StatusUpdated)
+_received = LenientDecoder(Received)
+_status_updated = LenientDecoder(StatusUpdated)
 
 # A received message's direction outranks any status event's, whatever their times.
 _INBOUND_AUTHORITY = "1"
@@ -210,7 +211,7 @@ def apply(event: Event) -> list[Change]:
     registers: Registers
     match event.event_type:
         case "message.received":
-            message = _received.decode(event.payload)
+            message, odd = _received.decode(event.payload)
             registers = {"direction": ("inbound", _INBOUND_AUTHORITY + version)}
             for column, value in (
                 ("sender", message.from_),
@@ -220,9 +221,9 @@ def apply(event: Event) -> list[Change]:
             ):
                 if value is not UNSET:
                     registers[column] = (value, version)
-            return [Change(message.message_id, registers)]
+            return [Change(message.message_id, registers, odd=odd)]
         case "message.status.updated":
-            update = _status_updated.decode(event.payload)
+            update, odd = _status_updated.decode(event.payload)
             occurred_at = event_time(event)
             registers = {"direction": ("outbound", _OUTBOUND_GUESS + version)}
             for column, value in (
@@ -237,6 +238,6 @@ def apply(event: Event) -> list[Change]:
                 registers["status_updated_at"] = (occurred_at, ranked)
             sent_status = None if update.status is UNSET else update.status
             history = (update.message_id, sent_status, occurred_at, event.webhook_id)
-            return [Change(update.message_id, registers, history=history)]
+            return [Change(update.message_id, registers, history=history, odd=odd)]
         case _:
             return []

@@ -29,11 +29,10 @@ Its views answer "how much did I sell" (SPEC section 11); where the SPEC is sile
 
 from __future__ import annotations
 
-import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
 from projections._changes import Change, updated_entity
-from projections._payloads import Amount, PostalAddress, Text
+from projections._payloads import Amount, LenientDecoder, PostalAddress, Text
 from projections._tables import (
     JSON_LIST,
     POSITION_IN_LIST,
@@ -52,7 +51,8 @@ NAME = "orders"
 # 3: the stored state keeps register versions only; the values are the row itself.
 # 4: `notes`, which the Open API's orders have (read by `sync` as `order.snapshot`).
 # 5: the views `sales_by_day` and `customer_revenue`; foreign keys declared.
-VERSION = 5
+# 6: a field of an unexpected type is kept as JSON text, no longer dropping the order.
+VERSION = 6
 EVENT_TYPES = frozenset({"order.created", "order.updated", "order.snapshot"})
 
 LINE_ITEMS = ChildTable(
@@ -244,7 +244,7 @@ class Order(Struct, rename="camel"):
     updated_at: Text = UNSET
 
 
-_order = msgspec.json.Decoder(Order)
+_order = LenientDecoder(Order)
 _NESTED = {"customer": "customer_", "shipping_address": "shipping_"}
 
 
@@ -252,10 +252,16 @@ def apply(event: Event) -> list[Change]:
     """What one order event says about its order."""
     match event.event_type:
         case "order.created" | "order.updated" | "order.snapshot":
-            order = _order.decode(event.payload)
+            order, odd = _order.decode(event.payload)
             return [
                 updated_entity(
-                    order.id, order.updated_at, order, event, nested=_NESTED, children=[LINE_ITEMS]
+                    order.id,
+                    order.updated_at,
+                    order,
+                    event,
+                    nested=_NESTED,
+                    children=[LINE_ITEMS],
+                    odd=odd,
                 )
             ]
         case _:

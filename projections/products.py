@@ -2,7 +2,8 @@
 
 Decisions where the SPEC is silent:
 - `media`, `options`, `tags` and `types` are stored as JSON text whatever their items
-  are; `media: null` stores NULL.
+  are; `media: null` stores NULL. The Open API sends `media` as one URL string: by the
+  shape rule (`_payloads.LenientDecoder`) that is stored as its JSON text too.
 - `variants` is one register, replaced whole like every list.
 - Two events with the same `updatedAt` are ordered by the timestamp header, then by
   webhook id (`_rules.event_version`); ids are unique in the log, so no two events
@@ -13,11 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
 from projections._changes import Change, deleted_entity, updated_entity
-from projections._payloads import Text
+from projections._payloads import Amount, LenientDecoder, Text
 from projections._tables import (
     DELETED,
     JSON_LIST,
@@ -31,7 +31,9 @@ from projections._tables import (
 NAME = "products"
 # 3: the stored state keeps register versions only; the values are the row itself.
 # 4: variants declare their product as a foreign key.
-VERSION = 4
+# 5: a field of an unexpected type is kept as JSON text (`media` as one URL string from
+# the Open API), no longer dropping the whole product.
+VERSION = 5
 EVENT_TYPES = frozenset(
     {
         "product.created",
@@ -102,7 +104,7 @@ class Variant(Struct, rename="camel"):
 
     id: Text = UNSET
     key: Text = UNSET
-    price: int | float | UnsetType | None = UNSET
+    price: Amount = UNSET
     inventory_sku: Text = UNSET
 
 
@@ -123,16 +125,18 @@ class Product(Struct, rename="camel"):
     updated_at: Text = UNSET
 
 
-_product = msgspec.json.Decoder(Product)
+_product = LenientDecoder(Product)
 
 
 def apply(event: Event) -> list[Change]:
     """What one product event says about its product."""
     match event.event_type:
         case "product.created" | "product.updated" | "product.snapshot":
-            product = _product.decode(event.payload)
+            product, odd = _product.decode(event.payload)
             return [
-                updated_entity(product.id, product.updated_at, product, event, children=[VARIANTS])
+                updated_entity(
+                    product.id, product.updated_at, product, event, children=[VARIANTS], odd=odd
+                )
             ]
         case "product.deleted" | "product.gone":
             return [deleted_entity(event)]

@@ -19,6 +19,7 @@ is a server of its own, in `tests/fake_api.py`. Sections, in order:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import http.client
 import itertools
@@ -50,7 +51,7 @@ from app.webhooks.signature import compute_digest, sign
 from projections import customers, orders, products
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 
     from aiohttp import web
     from aiohttp.test_utils import TestClient
@@ -1167,3 +1168,46 @@ def projected(data_dir: Path, names: list[str], projections_path: Path | None = 
     finally:
         conn.close()
         store.close()
+
+
+# Another process that takes a database's write lock, says so, and keeps it until its
+# standard input closes.
+_HOLD_LOCK = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.read()
+conn.execute("ROLLBACK")
+"""
+
+
+@contextlib.contextmanager
+def held_write_lock(path: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holds `BEGIN IMMEDIATE` on `path` for the block (an import, a forget)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        if holder.stdout.readline().strip() != "locked":
+            pytest.fail("the lock holder did not take the write lock")
+        yield holder
+    finally:
+        release_lock(holder)
+
+
+def release_lock(holder: subprocess.Popen[str]) -> None:
+    """Let the holder's lock go (closing its input) and wait for it to end."""
+    if holder.stdin is not None and not holder.stdin.closed:
+        holder.stdin.close()
+    try:
+        holder.wait(DEADLINE_SECONDS)
+    except subprocess.TimeoutExpired:
+        holder.kill()
+        holder.wait()
+    if holder.stdout is not None:
+        holder.stdout.close()

@@ -122,3 +122,9 @@ def test_litestream_replica_restores_every_acknowledged_delivery(tmp_path: Path)
     assert len(acknowledged) >= 300
     assert sender.refused == 0
     assert acknowledged <= _restored_ids(config, events, tmp_path / "restored.db")
+
+
+def test_nginx_passes_the_senders_address_on() -> None:
+    """Behind nginx, the delivery lines can name the sender: X-Forwarded-For is set."""
+    conf = (DEPLOY / "nginx.conf").read_text()
+    assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in conf

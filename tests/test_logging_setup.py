@@ -23,7 +23,15 @@ def test_fast_delivery_line_has_the_structlog_line_shape(monkeypatch: pytest.Mon
     """When serving, the line is encoded directly, with the keys a structlog line has."""
     written: list[bytes] = []
     monkeypatch.setattr(logs, "_delivery_sink", [written.append])
-    logs.log_delivery(logging.WARNING, "wh_1", "order.updated", "conflicting_duplicate", 1.5)
+    logs.log_delivery(
+        logging.WARNING,
+        "wh_1",
+        "order.updated",
+        "conflicting_duplicate",
+        1.5,
+        peer="10.0.0.7",
+        forwarded_for="203.0.113.9, \x1b[31m",
+    )
     (line,) = written
     assert line.endswith(b"\n")
     decoded = msgspec.json.decode(line)
@@ -33,6 +41,9 @@ def test_fast_delivery_line_has_the_structlog_line_shape(monkeypatch: pytest.Mon
         "event_type": "order.updated",
         "outcome": "conflicting_duplicate",
         "duration_ms": 1.5,
+        "peer": "10.0.0.7",
+        # As sent, escaped: a control character never reaches the terminal reading it.
+        "forwarded_for": "203.0.113.9, \\x1b[31m",
         "event": "delivery",
         "level": "warning",
     }

@@ -30,7 +30,9 @@ def register(commands: Commands) -> None:
         "List the recorded projection errors, newest event first: the projection, the "
         "event's position, type and webhook id, and the error; as a table on a terminal "
         "and as JSON Lines (each with its delivery in the export format) otherwise. Such "
-        "events stay in the log; fix the cause and run rebuild. Reads only.",
+        "events stay in the log; fix the cause and run rebuild. Warnings (kind "
+        "`warning`) are events applied with a field of an unexpected shape kept as JSON "
+        "text. Reads only.",
     )
     parser.add_argument(
         "--projection",
@@ -60,12 +62,13 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 e.projection,
                 e.event_type,
                 e.webhook_id,
-                e.error,
+                e.error if e.kind == "error" else f"{e.kind}: {e.error}",
             )
             for e in found
         ),
     )
-    print(f"{len(found)} projection errors", file=sys.stderr)
+    warnings = sum(e.kind == "warning" for e in found)
+    print(f"{len(found) - warnings} projection errors, {warnings} warnings", file=sys.stderr)
     return 0
 
 
@@ -79,4 +82,5 @@ def _as_json(error: ProjectionError) -> dict[str, object]:
         "event_type": error.event_type,
         "error": error.error,
         "event": None if error.event is None else to_line(error.event),
+        "kind": error.kind,
     }

@@ -56,13 +56,16 @@ def _print(report: dict[str, object], *, as_json: bool) -> None:
     synced: dict[str, Any] = report["sync"]  # type: ignore[assignment]
     outcome = {None: "", True: " (ok)", False: " (NOT ok: run sync to see why)"}[synced["ok"]]
     print(f"last sync: {synced['finished_at'] or 'never'}{outcome}")
-    print(f"{'projection':<12} {'version':>7} {'position':>9} {'lag':>7} {'errors':>6}  state")
+    print(
+        f"{'projection':<12} {'version':>7} {'position':>9} {'lag':>7} {'errors':>6} "
+        f"{'warnings':>8}  state"
+    )
     projections: list[dict[str, Any]] = report["projections"]  # type: ignore[assignment]
     for p in projections:
         state = "STALE: run rebuild" if p["stale"] else "current"
         print(
             f"{p['name']:<12} {p['version']:>7} {p['position']:>9} {p['lag']:>7} "
-            f"{p['errors']:>6}  {state}"
+            f"{p['errors']:>6} {p['warnings']:>8}  {state}"
         )
     _print_files(report["files"])  # type: ignore[arg-type]
 

@@ -9,6 +9,21 @@ The statements run on the event loop's thread, a batch in a handful of them; onl
 go to the writer thread (the fsync of each commit, and the write lock when another
 process holds it). Measured: running the statements on a thread as well costs more CPU
 per delivery, in GIL hand-offs, than it saves.
+
+Every delivery is answered by its deadline (SPEC §3: 15 s after its last byte, half of
+BitByBit's own timeout). The only wait that can run long is for the write lock, held by
+another process (an import, a sync pass, a long `forget`), so that wait is what the
+deadline bounds: the writer takes the lock before anything is written, waiting at most
+until the earliest pending deadline (less an allowance for the commit itself), and the
+deliveries whose deadline has come are then answered `store_unavailable` straight from
+the queue. The 503 therefore always tells the truth: an expired delivery was never in a
+transaction, and it leaves the queue as it is answered, so no later batch can commit it.
+The reverse choice was rejected: once a batch is in its transaction, its callers wait for
+the commit however long the fsync takes, because answering 503 while the commit might
+still land would turn a 200 into a lie the other way (BitByBit would retry a delivery it
+counts as lost, and the log's dedupe by webhook id would hide it, but an operator
+counting 503s as "not stored" would be wrong). A held lock delays nobody past the
+deadline; a stalled disk delays the batch in flight only.
 """
 
 from __future__ import annotations
@@ -21,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.eventlog.store import AppendResult, EventStore, StoreUnavailableError
 from app.instants import format_instant
+from app.settings import DEFAULT_ANSWER_SECONDS
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable
@@ -30,6 +46,9 @@ if TYPE_CHECKING:
 
 # Bounds one transaction, so a burst cannot make a single commit (and its callers) wait long.
 MAX_BATCH = 1000
+# The share of the answer time kept for writing and committing once the lock is taken:
+# the lock is waited for until this long before the earliest deadline (1.5 s of 15 s).
+COMMIT_SHARE = 0.1
 
 
 class GroupCommitWriter:
@@ -40,20 +59,32 @@ class GroupCommitWriter:
         store: EventStore,
         metrics: Metrics,
         on_commit: Callable[[int], None] = lambda _head: None,
+        *,
+        answer_seconds: float = DEFAULT_ANSWER_SECONDS,
     ) -> None:
         self._store = store
         self._metrics = metrics
         self._on_commit = on_commit
+        self._answer_seconds = answer_seconds
+        self._commit_allowance = answer_seconds * COMMIT_SHARE
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-writer")
-        self._pending: list[tuple[Delivery, asyncio.Future[AppendResult]]] = []
-        self._probes: list[asyncio.Future[None]] = []
+        # Each with its deadline, on the event loop's monotonic clock.
+        self._pending: list[tuple[Delivery, asyncio.Future[AppendResult], float]] = []
+        self._probes: list[tuple[asyncio.Future[None], float]] = []
         self._wakeup = asyncio.Event()
         self._stopping = False
 
-    async def append(self, delivery: Delivery) -> AppendResult:
-        """Return once `delivery` is durably committed (or raise `StoreUnavailableError`)."""
-        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
-        self._pending.append((delivery, future))
+    async def append(self, delivery: Delivery, *, deadline: float | None = None) -> AppendResult:
+        """Return once `delivery` is durably committed (or raise `StoreUnavailableError`).
+
+        `deadline` (`loop.time()`, by default `answer_seconds` from now) is when the
+        caller must have its answer: a delivery the log's write lock keeps out until then
+        is refused unwritten.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[AppendResult] = loop.create_future()
+        due = loop.time() + self._answer_seconds if deadline is None else deadline
+        self._pending.append((delivery, future, due))
         self._wakeup.set()
         return await future
 
@@ -64,8 +95,9 @@ class GroupCommitWriter:
         turn with them, so it fails exactly when they would (a full disk, a lost file).
         Raises `StoreUnavailableError` otherwise.
         """
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._probes.append(future)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._probes.append((future, loop.time() + self._answer_seconds))
         self._wakeup.set()
         await future
 
@@ -75,12 +107,60 @@ class GroupCommitWriter:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._pending or self._probes:
-                batch = self._pending[:MAX_BATCH]
+                try:
+                    locked = await self._lock(loop)
+                except StoreUnavailableError as exc:
+                    self._fail_pending(exc)
+                    continue
+                if not locked:
+                    continue
+                batch = [(d, f) for d, f, _ in self._pending[:MAX_BATCH]]
                 del self._pending[:MAX_BATCH]
-                probes, self._probes = self._probes, []
+                probes = [future for future, _ in self._probes]
+                self._probes = []
                 await self._commit(loop, batch, probes)
             if self._stopping:
                 return
+
+    async def _lock(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Take the log's write lock before the earliest deadline waiting on it.
+
+        False when another process held it until then: the deliveries whose deadline has
+        come are answered `store_unavailable` and leave the queue, unwritten.
+        """
+        store = self._store
+        if store.try_begin():
+            return True
+        latest_start = self._earliest_deadline() - self._commit_allowance
+        wait = latest_start - loop.time()
+        if wait > 0 and await loop.run_in_executor(self._executor, store.begin_within, wait):
+            return True
+        self._expire(loop.time() + self._commit_allowance)
+        return False
+
+    def _earliest_deadline(self) -> float:
+        dues = [due for _, _, due in self._pending] + [due for _, due in self._probes]
+        return min(dues, default=0.0)
+
+    def _expire(self, horizon: float) -> None:
+        """Refuse, unwritten, every waiting delivery and probe due by `horizon`."""
+        error = StoreUnavailableError(
+            "another process holds the event log's write lock (an import, a sync pass, "
+            "a forget); nothing was stored"
+        )
+        expired = [(f, due) for _, f, due in self._pending if due <= horizon]
+        self._pending = [entry for entry in self._pending if entry[2] > horizon]
+        _fail((f for f, _ in expired), error)
+        _fail((f for f, due in self._probes if due <= horizon), error)
+        self._probes = [entry for entry in self._probes if entry[1] > horizon]
+
+    def _fail_pending(self, error: StoreUnavailableError) -> None:
+        """The lock could not even be asked for: this batch's callers (and probes) fail."""
+        batch = self._pending[:MAX_BATCH]
+        del self._pending[:MAX_BATCH]
+        _fail((f for _, f, _ in batch), error)
+        _fail((f for f, _ in self._probes), error)
+        self._probes = []
 
     async def _commit(
         self,
@@ -112,10 +192,8 @@ class GroupCommitWriter:
     async def _write(
         self, loop: asyncio.AbstractEventLoop, deliveries: list[Delivery], probe: bool
     ) -> list[AppendResult]:
-        """One transaction: the deliveries, and the probe row if a probe is waiting."""
+        """One transaction, already begun: the deliveries, and the probe row if one waits."""
         store = self._store
-        if not store.try_begin():
-            await loop.run_in_executor(self._executor, store.begin)
         try:
             results = store.append_in_transaction(deliveries)
             if probe:

@@ -97,8 +97,16 @@ class EventStore(LogReader):
 
         Never waits: the caller decides where waiting may happen (not on an event loop).
         """
+        return self.begin_within(0)
+
+    def begin_within(self, seconds: float) -> bool:
+        """Take the write lock, waiting at most `seconds` for another writer to let it go.
+
+        False when it is still held then: the caller answers in time rather than wait
+        the whole busy timeout. Nothing is written either way until a True.
+        """
         conn = self._conn
-        conn.execute("PRAGMA busy_timeout = 0")
+        conn.execute(f"PRAGMA busy_timeout = {max(int(seconds * 1000), 0)}")
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:

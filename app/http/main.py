@@ -81,7 +81,10 @@ async def _supervisor_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _event_log_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     writer = GroupCommitWriter(
-        EventStore.open(settings.events_path), app[METRICS], on_commit=app[PROJECTOR].notify
+        EventStore.open(settings.events_path),
+        app[METRICS],
+        on_commit=app[PROJECTOR].notify,
+        answer_seconds=settings.answer_seconds,
     )
     async with writer.running():
         app[INGEST] = Ingest(Verifier(settings.secrets, settings.tolerance_seconds), writer)

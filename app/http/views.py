@@ -59,15 +59,17 @@ async def receive_webhook(request: web.Request) -> web.Response:
     settings = app[SETTINGS]
     try:
         body = await _read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
-        result = await app[INGEST].receive(headers, body, time.time())
+        # SPEC §3: answered within `answer_seconds` of the body's last byte, stored or not.
+        deadline = asyncio.get_running_loop().time() + settings.answer_seconds
+        result = await app[INGEST].receive(headers, body, time.time(), deadline=deadline)
     except RejectedError as exc:
-        response = _rejected(metrics, headers, exc, started)
+        response = _rejected(metrics, headers, exc, started, request)
         if exc.code in _CLOSING_CODES:
             await _close_after(request, response)
         return response
     except StoreUnavailableError:
         metrics.rejections.labels("store_unavailable").inc()
-        _log_delivery(headers, "store_unavailable", started, level=logging.ERROR)
+        _log_delivery(headers, "store_unavailable", started, logging.ERROR, request)
         return _json(
             503,
             {
@@ -78,34 +80,38 @@ async def receive_webhook(request: web.Request) -> web.Response:
     except ConnectionError:
         # The sender hung up mid-body (a timeout on its side): nothing stored, and no bug
         # either; it will retry. The answer is for form's sake: nobody is there to read it.
-        _log_delivery(headers, "client_disconnected", started)
+        _log_delivery(headers, "client_disconnected", started, request=request)
         return _json(400, {"error": "connection_lost", "detail": "the body did not arrive"})
     except Exception:
         # A bug, not the sender's fault: answered in the endpoint's JSON shape, and the
         # sender retries it later (nothing was acknowledged).
         log.exception("delivery_failed")
-        _log_delivery(headers, "internal_error", started, level=logging.ERROR)
+        _log_delivery(headers, "internal_error", started, logging.ERROR, request)
         return internal_error()
     outcome = result.outcome
     metrics.count_delivery(headers.event_type or "", outcome.value)
     if outcome is Outcome.ACCEPTED:
-        _log_delivery(headers, outcome.value, started)
+        _log_delivery(headers, outcome.value, started, request=request)
         return _json(200, {"status": "accepted", "position": result.position})
     metrics.duplicates.inc()
     if outcome is Outcome.CONFLICTING_DUPLICATE:
         # The log keeps the first body; the differing one is kept aside for a person to see.
-        _log_delivery(headers, outcome.value, started, level=logging.WARNING)
+        _log_delivery(headers, outcome.value, started, logging.WARNING, request)
     else:
-        _log_delivery(headers, outcome.value, started)
+        _log_delivery(headers, outcome.value, started, request=request)
     return _json(200, {"status": "duplicate", "position": result.position})
 
 
 def _rejected(
-    metrics: Metrics, headers: DeliveryHeaders, exc: RejectedError, started: float
+    metrics: Metrics,
+    headers: DeliveryHeaders,
+    exc: RejectedError,
+    started: float,
+    request: web.BaseRequest,
 ) -> web.Response:
     """The answer to a refused delivery, with its metric and its log line."""
     metrics.rejections.labels(exc.code).inc()
-    _log_delivery(headers, exc.code, started, level=logging.WARNING)
+    _log_delivery(headers, exc.code, started, logging.WARNING, request)
     return _json(STATUS_OF[exc.code], {"error": exc.code, "detail": exc.detail})
 
 
@@ -161,14 +167,21 @@ _CLOSING_CODES = frozenset({"body_timeout", "malformed_body"})
 
 
 def _log_delivery(
-    headers: DeliveryHeaders, outcome: str, started: float, level: int = logging.INFO
+    headers: DeliveryHeaders,
+    outcome: str,
+    started: float,
+    level: int = logging.INFO,
+    request: web.BaseRequest | None = None,
 ) -> None:
+    forwarded = None if request is None else request.headers.get("X-Forwarded-For")
     log_delivery(
         level,
         (headers.webhook_id or "")[:255],
         (headers.event_type or "")[:255],
         outcome,
         round((time.perf_counter() - started) * 1000, 3),
+        peer="" if request is None else request.remote or "",
+        forwarded_for=None if forwarded is None else forwarded[:1000],
     )
 
 
@@ -194,7 +207,11 @@ async def expect_continue(request: web.Request) -> web.Response | None:
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         return None
     response = _rejected(
-        request.app[METRICS], DeliveryHeaders.read(request.headers), problem, time.perf_counter()
+        request.app[METRICS],
+        DeliveryHeaders.read(request.headers),
+        problem,
+        time.perf_counter(),
+        request,
     )
     # The body the sender holds back would otherwise be read as the next request.
     await _close_after(request, response)

@@ -197,11 +197,17 @@ SELECT_ERRORS = """
 SELECT e.projection, e.error,
        ev.position, ev.webhook_id, ev.event_type, ev.event_timestamp, ev.signed_at,
        ev.received_at, ev.signature, ev.payload,
-       e.position, e.webhook_id, e.event_type
-FROM _projection_errors AS e LEFT JOIN log.events AS ev ON ev.position = e.position
+       e.position, e.webhook_id, e.event_type, e.kind
+FROM ({recorded}) AS e LEFT JOIN log.events AS ev ON ev.position = e.position
 WHERE ?1 IS NULL OR e.projection = ?1
 ORDER BY e.position DESC, e.projection
 """
+_ERRORS = "SELECT *, 'error' AS kind FROM _projection_errors"
+# Files of earlier releases have no warnings table; status and errors open them read-only.
+_WARNINGS = (
+    "SELECT projection, position, webhook_id, event_type, warning, 'warning' AS kind "
+    "FROM _projection_warnings"
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -214,22 +220,31 @@ class ProjectionError:
     event_type: str
     error: str
     event: StoredEvent | None
+    # `warning`: the event was applied, but a field of an unexpected shape was kept as
+    # JSON text or left alone (see `projections._payloads.LenientDecoder`).
+    kind: str = "error"
 
 
 def recorded(
     projections_path: Path, events_path: Path, projection: str | None = None
 ) -> list[ProjectionError]:
-    """Every recorded error, newest event first; none while no projections.db exists."""
+    """Every recorded error and warning, newest event first; none without a projections.db."""
     if not projections_path.exists():
         return []
     conn = connect_read_only(projections_path)
     try:
-        has_table = conn.execute(
-            "SELECT 1 FROM sqlite_schema WHERE name = '_projection_errors'"
-        ).fetchone()
-        if not has_table:
+        tables = {
+            name
+            for (name,) in conn.execute(
+                "SELECT name FROM sqlite_schema WHERE name IN "
+                "('_projection_errors', '_projection_warnings')"
+            )
+        }
+        if "_projection_errors" not in tables:
             return []
+        parts = [_ERRORS, _WARNINGS] if "_projection_warnings" in tables else [_ERRORS]
         conn.execute("ATTACH DATABASE ? AS log", (read_only_uri(events_path),))
+        query = SELECT_ERRORS.format(recorded=" UNION ALL ".join(parts))
         return [
             ProjectionError(
                 projection=row[0],
@@ -238,8 +253,9 @@ def recorded(
                 event_type=row[12],
                 error=row[1],
                 event=None if row[2] is None else StoredEvent(*row[2:10]),
+                kind=row[13],
             )
-            for row in conn.execute(SELECT_ERRORS, (projection,))
+            for row in conn.execute(query, (projection,))
         ]
     finally:
         conn.close()

@@ -50,6 +50,14 @@ CREATE TABLE IF NOT EXISTS _projection_errors (
     error TEXT NOT NULL,
     PRIMARY KEY (projection, position)
 ) STRICT;
+CREATE TABLE IF NOT EXISTS _projection_warnings (
+    projection TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    webhook_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    warning TEXT NOT NULL,
+    PRIMARY KEY (projection, position)
+) STRICT;
 """
 # What `explore` and anyone reading the schema see of the tables above.
 BOOKKEEPING_TABLES = {
@@ -70,6 +78,19 @@ BOOKKEEPING_TABLES = {
             "webhook_id": "the delivery (events.webhook_id)",
             "event_type": "the delivery's event type",
             "error": "what went wrong",
+        },
+    ),
+    "_projection_warnings": (
+        (
+            "Events a projection applied with a field of an unexpected shape, kept as its "
+            "JSON text or (child rows that are not a list) left as they were (see `errors`)."
+        ),
+        {
+            "projection": "the projection that applied it",
+            "position": "the event's log position (events.position)",
+            "webhook_id": "the delivery (events.webhook_id)",
+            "event_type": "the delivery's event type",
+            "warning": "which fields did not fit, and what was stored instead",
         },
     ),
     "_changes": (
@@ -96,6 +117,10 @@ SELECT_CHECKPOINTS = "SELECT name, version, position FROM _projections"
 UPDATE_CHECKPOINT = "UPDATE _projections SET position = ? WHERE name = ?"
 INSERT_ERROR = "INSERT OR REPLACE INTO _projection_errors VALUES (?, ?, ?, ?, ?)"
 COUNT_ERRORS = "SELECT projection, COUNT(*) FROM _projection_errors GROUP BY projection"
+# Events applied whole but for a field of an unexpected shape (kept as JSON text, or child
+# rows left as they were): counted apart from errors, whose events changed nothing.
+INSERT_WARNING = "INSERT OR REPLACE INTO _projection_warnings VALUES (?, ?, ?, ?, ?)"
+COUNT_WARNINGS = "SELECT projection, COUNT(*) FROM _projection_warnings GROUP BY projection"
 
 
 def connect(path: Path | str, *, synchronous: str = "NORMAL") -> sqlite3.Connection:
@@ -164,6 +189,8 @@ class ProjectionStatus:
     lag: int
     errors: int
     stale: bool
+    # Beyond the SPEC's keys: events applied with a field of an unexpected shape.
+    warnings: int = 0
 
 
 @dataclasses.dataclass(slots=True)
@@ -272,6 +299,7 @@ class Projector:
             self.store.head(),
             self.conn.execute(SELECT_CHECKPOINTS).fetchall(),
             self.conn.execute(COUNT_ERRORS).fetchall(),
+            count_warnings(self.conn),
         )
 
 
@@ -294,13 +322,15 @@ def statuses_of(
     head: int,
     checkpoints: Iterable[tuple[Any, ...]],
     errors: Iterable[tuple[Any, ...]],
+    warnings: Iterable[tuple[Any, ...]] = (),
 ) -> list[ProjectionStatus]:
-    """The statuses from the rows of `SELECT_CHECKPOINTS` and `COUNT_ERRORS` and the head.
+    """The statuses from the rows of `SELECT_CHECKPOINTS`, `COUNT_ERRORS`, `COUNT_WARNINGS`.
 
     One function for the projector's own connection and the event loop's aiosqlite one.
     """
     built = built_versions(checkpoints)
     error_counts: dict[str, int] = dict(errors)
+    warning_counts: dict[str, int] = dict(warnings)
     result = []
     for projection in projections:
         _, position = built.get(projection.NAME, (projection.VERSION, 0))
@@ -312,9 +342,22 @@ def statuses_of(
                 lag=max(head - position, 0),
                 errors=error_counts.get(projection.NAME, 0),
                 stale=stale(projection, built),
+                warnings=warning_counts.get(projection.NAME, 0),
             )
         )
     return result
+
+
+def count_warnings(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    """The rows of `COUNT_WARNINGS`; none in a file of a release that kept no warnings.
+
+    `status` opens the file read-only, so the table is not created there.
+    """
+    if not conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE name = '_projection_warnings'"
+    ).fetchone():
+        return []
+    return conn.execute(COUNT_WARNINGS).fetchall()
 
 
 def apply_events(
@@ -333,16 +376,23 @@ def apply_events(
     `record`, the rows written are noted in the change feed in the same transaction.
     """
     changes: list[Change] = []
+    odd: list[tuple[StoredEvent, list[Change]]] = []
     for event in events:
         try:
-            changes.extend(projection.apply(event))
+            applied = projection.apply(event)
         except Exception as exc:  # noqa: BLE001 - any failure of one event is recorded, not fatal
             record_error(conn, projection, event, exc)
+            continue
+        changes.extend(applied)
+        if any(change.odd for change in applied):
+            odd.append((event, applied))
     if fresh is not None:
         fresh.note(changes)
     touched = Touched() if record else None
     conn.execute("SAVEPOINT batch")
     try:
+        for event, applied in odd:
+            record_warning(conn, projection, event, applied)
         written = write_changes(conn, projection.TABLE, changes, fresh, touched)
     except Exception as exc:
         if database_failed(exc):
@@ -370,8 +420,10 @@ def _apply_one_by_one(
     for event in events:
         conn.execute("SAVEPOINT event")
         try:
+            applied = projection.apply(event)
+            record_warning(conn, projection, event, applied)
             mine = Touched() if touched is not None else None
-            written += write_changes(conn, projection.TABLE, projection.apply(event), None, mine)
+            written += write_changes(conn, projection.TABLE, applied, None, mine)
             if touched is not None and mine is not None:
                 touched.add(mine)
         except Exception as exc:
@@ -409,6 +461,31 @@ def record_error(
         position=event.position,
         webhook_id=event.webhook_id,
         error=message,
+    )
+
+
+def record_warning(
+    conn: sqlite3.Connection, projection: Projection, event: StoredEvent, changes: Sequence[Change]
+) -> None:
+    """Keep which fields of an applied event had an unexpected shape, if any had.
+
+    The event changed its entity by the shape rule (`projections._payloads`); this is
+    where `status`, `errors` and a person find that it did not fit as sent.
+    """
+    odd = [reason for change in changes for reason in change.odd]
+    if not odd:
+        return
+    message = "; ".join(odd)
+    conn.execute(
+        INSERT_WARNING,
+        (projection.NAME, event.position, event.webhook_id, event.event_type, message),
+    )
+    log.warning(
+        "projection_warning",
+        projection=projection.NAME,
+        position=event.position,
+        webhook_id=event.webhook_id,
+        warning=message,
     )
 
 

@@ -350,6 +350,12 @@ def _replace(main: sqlite3.Connection, projection: Projection, scratch: str) -> 
         "WHERE projection = ?",
         (projection.NAME,),
     )
+    main.execute("DELETE FROM main._projection_warnings WHERE projection = ?", (projection.NAME,))
+    main.execute(
+        f"INSERT INTO main._projection_warnings SELECT * FROM {scratch}._projection_warnings "
+        "WHERE projection = ?",
+        (projection.NAME,),
+    )
 
 
 def scratch_path(settings: Settings, suffix: str = "") -> Path:

@@ -77,13 +77,18 @@ class ProjectorSupervisor:
             [(head,)] = await events.execute_fetchall(SELECT_HEAD)
             checkpoints = await projections.execute_fetchall(projector_module.SELECT_CHECKPOINTS)
             errors = await projections.execute_fetchall(projector_module.COUNT_ERRORS)
+            warnings = await projections.execute_fetchall(projector_module.COUNT_WARNINGS)
         except sqlite3.Error as exc:
             # A full disk or an I/O error can fail even a read; /readyz's own write probe
             # says what that means for deliveries.
             log.warning("projection_status_unavailable", error=str(exc))
             return []
         statuses = projector_module.statuses_of(
-            self._projections, head, map(tuple, checkpoints), map(tuple, errors)
+            self._projections,
+            head,
+            map(tuple, checkpoints),
+            map(tuple, errors),
+            map(tuple, warnings),
         )
         for status in statuses:
             self._metrics.projection_position.labels(status.name).set(status.position)

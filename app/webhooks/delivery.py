@@ -111,8 +111,14 @@ class Ingest:
     verifier: Verifier
     writer: GroupCommitWriter
 
-    async def receive(self, headers: DeliveryHeaders, body: bytes, now: float) -> AppendResult:
-        """Append an authentic delivery; raise `RejectedError` for anything else."""
+    async def receive(
+        self, headers: DeliveryHeaders, body: bytes, now: float, *, deadline: float | None = None
+    ) -> AppendResult:
+        """Append an authentic delivery; raise `RejectedError` for anything else.
+
+        `deadline` (the event loop's clock) is when the answer is due; the writer refuses
+        a delivery it cannot commit by then (`StoreUnavailableError`), unwritten.
+        """
         signature = headers.signature
         if SIGNATURE_HEADER in headers.unprintable:
             raise _unprintable(SIGNATURE_HEADER)
@@ -130,7 +136,7 @@ class Ingest:
             payload=body,
             digests=verified.digests,
         )
-        result = await self.writer.append(delivery)
+        result = await self.writer.append(delivery, deadline=deadline)
         if result.outcome is Outcome.SIGNATURE_REPLAYED:
             raise RejectedError(
                 "signature_replayed",

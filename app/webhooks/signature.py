@@ -48,6 +48,10 @@ class SignatureHeader:
 def parse_header(header: str | None) -> SignatureHeader:
     """Parse strictly: exactly one numeric `t`, at least one 64-hex `v1`, parts in any order.
 
+    A `v1` entry that is not 64 lowercase hex characters is skipped, as Stripe's parser
+    does (its `t=...,v1=<good>,v1=bad_signature` test case is authentic); a header with
+    no well-formed `v1` at all is still malformed.
+
     Other `key=value` schemes are ignored, as in Stripe's parser, so a sender adding a
     `v2` later does not break verification.
     """
@@ -63,6 +67,7 @@ def parse_header(header: str | None) -> SignatureHeader:
 def _parse_general(header: str) -> SignatureHeader:
     timestamp: str | None = None
     digests: list[str] = []
+    malformed_v1 = False
     for key, value in _parts(header):
         if key == "t":
             if timestamp is not None:
@@ -71,15 +76,21 @@ def _parse_general(header: str) -> SignatureHeader:
                 raise SignatureError("malformed_signature", "the signature's t is not Unix seconds")
             timestamp = value
         elif key == "v1":
-            if not _DIGEST.fullmatch(value):
-                raise SignatureError(
-                    "malformed_signature", "a v1 digest is not 64 lowercase hex characters"
-                )
-            digests.append(value)
+            # As in Stripe's own library, an entry that is no digest at all is one that
+            # matches nothing; it must not spoil a header where another entry matches.
+            if _DIGEST.fullmatch(value):
+                digests.append(value)
+            else:
+                malformed_v1 = True
     if timestamp is None:
         raise SignatureError("malformed_signature", "the signature has no t")
     if not digests:
-        raise SignatureError("malformed_signature", "the signature has no v1 digest")
+        detail = (
+            "no v1 digest is 64 lowercase hex characters"
+            if malformed_v1
+            else "the signature has no v1 digest"
+        )
+        raise SignatureError("malformed_signature", detail)
     return SignatureHeader(timestamp, tuple(digests))
 
 

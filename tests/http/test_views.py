@@ -169,6 +169,17 @@ class TestSignature:
         assert (status, answer["error"]) == (401, "malformed_signature")
         assert event_rows(tmp_path) == []
 
+    async def test_stripes_bad_signature_entry_beside_a_good_one(
+        self, client: Client, tmp_path: Path
+    ) -> None:
+        """`t=...,v1=<good>,v1=bad_signature` is authentic: 200, stored (SPEC §3)."""
+        headers = signed_headers(BODY)
+        good = headers["X-BitByBit-Webhook-Signature"]
+        headers["X-BitByBit-Webhook-Signature"] = f"{good},v1=bad_signature"
+        status, answer = await post(client, BODY, headers)
+        assert (status, answer["status"]) == (200, "accepted")
+        assert len(event_rows(tmp_path)) == 1
+
     @pytest.mark.parametrize("offset", [-3600, 3600])
     async def test_timestamp_out_of_tolerance(
         self, client: Client, tmp_path: Path, offset: int
@@ -332,6 +343,31 @@ class TestDuplicates:
         ]
         assert event_rows(tmp_path) == [(1, "wh_1", "order.created", BODY)]
         assert conflict_rows(tmp_path) == [("wh_1", 1, changed)]
+
+
+class TestDeliveryLine:
+    """Each delivery's log line says where it came from (SPEC §3)."""
+
+    async def test_peer_and_forwarded_for_as_sent(self, client: Client) -> None:
+        """A refused and an accepted delivery: the peer, and X-Forwarded-For escaped."""
+        headers = signed_headers(BODY) | {"X-Forwarded-For": "203.0.113.9, 10.0.0.1"}
+        refused = headers | {"X-Forwarded-For": "198.51.100.4 \u00fc"}
+        refused["X-BitByBit-Webhook-Signature"] = "garbage"
+        with capture_logs() as logs:
+            assert (await post(client, BODY, headers))[0] == 200
+            assert (await post(client, BODY, refused))[0] == 401
+        lines = [e for e in logs if e["event"] == "delivery"]
+        assert [(e["outcome"], e["peer"], e["forwarded_for"]) for e in lines] == [
+            ("accepted", "127.0.0.1", "203.0.113.9, 10.0.0.1"),
+            ("malformed_signature", "127.0.0.1", "198.51.100.4 \\xfc"),
+        ]
+
+    async def test_no_forwarded_for_is_none(self, client: Client) -> None:
+        """Without the header the line says so, rather than guessing."""
+        with capture_logs() as logs:
+            assert (await post(client, BODY, signed_headers(BODY)))[0] == 200
+        [line] = [e for e in logs if e["event"] == "delivery"]
+        assert (line["peer"], line["forwarded_for"]) == ("127.0.0.1", None)
 
 
 class TestAccepted:

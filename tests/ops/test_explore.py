@@ -275,6 +275,7 @@ def test_bookkeeping_is_hidden_and_data_is_not() -> None:
     assert hidden == {
         ("projections", "_projections"),
         ("projections", "_changes"),
+        ("projections", "_projection_warnings"),
         ("projections", "_changes_sequence"),
         ("projections", "_projection_errors"),
         ("projections", "_state_customers"),

@@ -221,6 +221,19 @@ class TestErrors:
             "evt_004",
         ]
 
+    def test_a_warning_is_listed_with_its_kind(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A field of an unexpected shape: listed as a `warning`, apart from the errors."""
+        body = {"id": "p1", "name": "Shirt", "media": "https://cdn.example.com/p1.jpg"}
+        append_and_project(tmp_path, [_delivery(7, "product.snapshot", body), *DELIVERIES[3:4]])
+        capsys.readouterr()  # the projector's own log lines
+        code, out = _run(["errors"], tmp_path, capsys)
+        assert code == 0
+        listed = [(e["kind"], e["projection"], e["webhook_id"]) for e in _lines(out)]
+        assert listed == [("error", "orders", "evt_004"), ("warning", "products", "evt_007")]
+        assert "media" in _lines(out)[1]["error"]
+
     def test_no_projections_db_yet(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:

@@ -10,6 +10,7 @@ import pytest
 from app import cli
 from app.eventlog.rows import Delivery
 from app.eventlog.store import EventStore
+from tests._helpers import append_and_project
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -46,3 +47,22 @@ def test_status_counts_events_no_projection_reads(
     # Reading only: no projections.db is made, and every projection is still to be filled.
     assert (tmp_path / "projections.db").exists() == (projections_db == "empty file")
     assert {(p["position"], p["lag"], p["stale"]) for p in report["projections"]} == {(0, 2, False)}
+
+
+def test_status_counts_projection_warnings_apart_from_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A product whose `media` is a string is applied, and counted as a warning, not an error."""
+    product = b'{"id": "p1", "name": "Shirt", "media": "https://cdn.example.com/p1.jpg"}'
+    append_and_project(
+        tmp_path, [Delivery("wh_1", "product.snapshot", None, 1, "x", "", product, ())]
+    )
+    capsys.readouterr()  # the projector's own log line
+    assert cli.main(["status", "--json", "--data-dir", str(tmp_path)], environ={}) == 0
+    report = json.loads(capsys.readouterr().out)
+    counts = {p["name"]: (p["errors"], p["warnings"]) for p in report["projections"]}
+    assert counts == {"customers": (0, 0), "messages": (0, 0), "orders": (0, 0), "products": (0, 1)}
+    # The SPEC's keys are all still there.
+    assert {"name", "version", "position", "lag", "errors", "stale"} <= set(
+        report["projections"][0]
+    )

@@ -448,10 +448,22 @@ def test_errors_stay_recorded_once(harness: Harness) -> None:
     assert len(harness.errors()) == 1
 
 
-def test_a_value_sqlite_cannot_store_is_an_error_not_a_stall(harness: Harness) -> None:
-    """An integer too large for SQLite fails only its own event, not the batch."""
+def test_a_value_sqlite_cannot_store_is_an_error_not_a_stall(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change SQLite cannot bind (an integer too large) fails only its own event."""
+    orders = next(p for p in harness.mods if p.NAME == "orders")
+    real = orders.apply
+
+    def unbindable(event: Event) -> list[Change]:
+        changes = real(event)
+        if b'"o2"' in event.payload:
+            changes[0].registers["total"] = (2**63, changes[0].registers["total"][1])
+        return changes
+
+    monkeypatch.setattr(orders, "apply", unbindable)
     harness.log("order.created", sample("order.created", id="o1"))
-    harness.log("order.created", sample("order.created", id="o2", total=2**63))
+    harness.log("order.created", sample("order.created", id="o2"))
     harness.log("order.created", sample("order.created", id="o3"))
     harness.log("customer.created", sample("customer.created"))
     harness.project()

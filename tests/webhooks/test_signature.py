@@ -52,6 +52,25 @@ class TestValidSignatures:
     @pytest.mark.parametrize(
         "template",
         [
+            "t={t},v1={d},v1=bad_signature",
+            "t={t},v1=bad_signature,v1={d}",
+            "t={t},v1=,v1={d}",
+            "t={t},v1={D},v1={d}",
+        ],
+    )
+    def test_a_malformed_v1_beside_a_matching_one_verifies(self, template: str) -> None:
+        """Stripe's own test case: an entry that is no digest does not spoil a good one."""
+        header = template.format(d=_digest(), D=_digest().upper(), t=NOW)
+        assert _verifier().verify(header, BODY, NOW).digests == (_digest(),)
+
+    def test_a_malformed_v1_beside_a_wrong_one_is_invalid(self) -> None:
+        """With one well-formed v1 that does not match, the header is merely inauthentic."""
+        header = f"t={NOW},v1={_digest(secret=OTHER_SECRET)},v1=bad_signature"
+        assert _code(header) == "invalid_signature"
+
+    @pytest.mark.parametrize(
+        "template",
+        [
             "v1={d},t={t}",
             " v1={d} , t={t} ",
             "v0=legacy,v1={d},t={t}",
@@ -125,6 +144,7 @@ class TestMalformedHeaders:
             pytest.param(f"t={NOW},v1={HEX}0", id="long-v1"),
             pytest.param(f"t={NOW},v1={HEX[:-1]}\u00e9", id="non-ascii-v1"),
             pytest.param(f"t={NOW},v1=\uff41{HEX[1:]}", id="fullwidth-v1"),
+            pytest.param(f"t={NOW},v1=bad_signature,v1={HEX[:-1]}", id="only-malformed-v1s"),
             pytest.param(f"t={NOW},v1={HEX},", id="trailing-comma"),
             pytest.param(f"t={NOW};v1={HEX}", id="wrong-separator"),
             pytest.param("signature", id="no-key-value"),
