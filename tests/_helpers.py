@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
@@ -83,3 +84,23 @@ async def eventually(probe: Callable[[], Awaitable[T]], done: Callable[[T], bool
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}: last saw {value!r}")
         await asyncio.sleep(_POLL_SECONDS)
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """The ids of the live processes whose command line contains `text` (from `/proc`).
+
+    A forked worker keeps its parent's command line, so a data directory's path finds a
+    command and every worker it forked, even once they are reparented. Zombies, which
+    hold nothing and have an empty command line, are not counted.
+    """
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:  # ended meanwhile
+            continue
+        if text.encode() in cmdline:
+            found.append(int(entry.name))
+    return found

@@ -51,7 +51,7 @@ from app.eventlog.schema import BUSY_TIMEOUT_MS, open_log
 from app.instants import format_instant
 from app.projection import projector
 from app.projection.projector import StaleProjectionError, refold, stale_names
-from app.projection.rebuild import RebuildError, exclusive
+from app.projection.rebuild import RebuildError, exclusive, remove_scratch_leftovers
 from app.sqlite import write_transaction
 
 if TYPE_CHECKING:
@@ -400,8 +400,7 @@ def _scrub(settings: Settings, log: sqlite3.Connection) -> None:
     except ScrubError as exc:
         raise ForgetError(str(exc)) from None
     # Held under the rebuild lock: any scratch file is a killed rebuild's leftover.
-    for leftover in settings.scratch_leftovers():
-        leftover.unlink(missing_ok=True)
+    remove_scratch_leftovers(settings)
 
 
 def sweep(settings: Settings, projections: Sequence[Projection]) -> list[Report]:

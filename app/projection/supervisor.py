@@ -23,6 +23,7 @@ import structlog
 
 from app.eventlog.reads import SELECT_HEAD, LogReader
 from app.projection import projector as projector_module
+from app.projection.rebuild import remove_scratch_leftovers_unless_busy
 from app.sqlite import read_only_uri
 
 if TYPE_CHECKING:
@@ -92,7 +93,13 @@ class ProjectorSupervisor:
         return [dataclasses.asdict(status) for status in statuses]
 
     def _install(self) -> None:
-        """Create what is missing, and say where each projection stands."""
+        """Create what is missing, and say where each projection stands.
+
+        Scratch files of a killed rebuild are removed first (they hold personal data),
+        unless a rebuild is running.
+        """
+        if removed := remove_scratch_leftovers_unless_busy(self._settings):
+            log.info("rebuild_leftovers_removed", files=removed)
         store = LogReader.open(self._settings.events_path)
         conn = projector_module.connect(self._settings.projections_path)
         try:
