@@ -64,6 +64,9 @@ def _print(report: dict[str, object], *, as_json: bool) -> None:
             f"{p['name']:<12} {p['version']:>7} {p['position']:>9} {p['lag']:>7} "
             f"{p['errors']:>6}  {state}"
         )
+    problem: dict[str, Any] = report["projections_db"]  # type: ignore[assignment]
+    if not problem["ok"]:
+        print(f"warning: {problem['detail']}")
     _print_files(report["files"])  # type: ignore[arg-type]
 
 

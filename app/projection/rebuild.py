@@ -41,6 +41,7 @@ import msgspec
 from app.eventlog.reads import LogReader
 from app.files import holding
 from app.projection import projector as projector_module
+from app.projection.recovery import recover
 from app.sqlite import rollback_if_open
 from app.terminal import Progress
 from projections import Fresh, discover
@@ -105,6 +106,7 @@ def rebuild(
     """Rebuild `projections` from the whole log and switch them in atomically."""
     with exclusive(settings):
         remove_scratch_leftovers(settings)
+        recover(settings)
         store = LogReader.open(settings.events_path)
         paths = {p.NAME: scratch_path(settings, f"-{p.NAME}") for p in projections}
         main = projector_module.connect(settings.projections_path)

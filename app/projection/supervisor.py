@@ -24,6 +24,7 @@ import structlog
 from app.eventlog.reads import SELECT_HEAD, LogReader
 from app.projection import projector as projector_module
 from app.projection.rebuild import remove_scratch_leftovers_unless_busy
+from app.projection.recovery import recover
 from app.sqlite import read_only_uri
 
 if TYPE_CHECKING:
@@ -93,13 +94,15 @@ class ProjectorSupervisor:
         return [dataclasses.asdict(status) for status in statuses]
 
     def _install(self) -> None:
-        """Create what is missing, and say where each projection stands.
+        """Recover what a crash left, create what is missing, and say where each stands.
 
-        Scratch files of a killed rebuild are removed first (they hold personal data),
-        unless a rebuild is running.
+        A damaged projections.db, or one ahead of the log, is moved aside first, and the
+        new one is projected from the start of the log; scratch files of a killed rebuild
+        are removed (they hold personal data), unless a rebuild is running.
         """
         if removed := remove_scratch_leftovers_unless_busy(self._settings):
             log.info("rebuild_leftovers_removed", files=removed)
+        recover(self._settings)
         store = LogReader.open(self._settings.events_path)
         conn = projector_module.connect(self._settings.projections_path)
         try:
