@@ -16,7 +16,10 @@ projector share:
   how many events of each type, the reason), `redactions` (the rows whose payload was
   redacted, and by which record; NULL: the row came redacted from an export),
   `forgotten_entities` (the ids whose later deliveries are redacted too) and
-  `forget_sweeps` (how far the sweep has looked).
+  `forget_sweeps` (how far the sweep has looked) and `forget_completions` (each record
+  whose values are gone from the tables and the files too: the log's rewrite and those
+  are separate commits, so a killed forget leaves a pending record, which the next
+  forget, sweep or `serve` start completes).
 - `Screen`: a delivery about a forgotten person may arrive after `forget`. The endpoint
   stores it as received, so that its hot path stays as it is, and the sweep redacts it
   in the log within the hour; meanwhile every projector reads events through a
@@ -248,6 +251,28 @@ def swept_to(conn: sqlite3.Connection, customer_id: str) -> int:
 def add_sweep(conn: sqlite3.Connection, at: str, head: int) -> None:
     """Record that a sweep looked at every delivery up to `head`."""
     conn.execute("INSERT INTO forget_sweeps (swept_at, head) VALUES (?, ?)", (at, head))
+
+
+# The event types of each kind of entity a forget names, to re-fold them by (type, key).
+TYPES_OF_KIND = {"customer": CUSTOMER_TYPES, "order": ORDER_TYPES, "message": MESSAGE_TYPES}
+
+
+def pending(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+    """(id, customer id) of every forget record not completed yet, in order."""
+    rows = conn.execute(
+        "SELECT id, customer_id FROM forget_records WHERE id NOT IN "
+        "(SELECT forget_id FROM forget_completions) ORDER BY id"
+    )
+    return [(int(forget_id), str(customer_id)) for forget_id, customer_id in rows]
+
+
+def complete(conn: sqlite3.Connection, forget_ids: Iterable[int], at: str) -> None:
+    """Record that these forgets' values are gone from the tables and files as well."""
+    with write_transaction(conn):
+        conn.executemany(
+            "INSERT OR IGNORE INTO forget_completions (forget_id, completed_at) VALUES (?, ?)",
+            [(forget_id, at) for forget_id in forget_ids],
+        )
 
 
 def mark_imported(conn: sqlite3.Connection, webhook_ids: Iterable[str]) -> int:

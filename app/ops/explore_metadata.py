@@ -237,6 +237,17 @@ EVENT_TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "head": "the log position the sweep reached",
         },
     ),
+    "forget_completions": (
+        (
+            "Each forget record whose values are gone from the tables and files too; a "
+            "record without one is pending (a forget was killed), and is completed by the "
+            "next forget, sweep or serve start."
+        ),
+        {
+            "forget_id": "the record in forget_records",
+            "completed_at": "when, ISO 8601 UTC",
+        },
+    ),
     "accepted_digests": (
         (
             "Which event type each accepted signature came with, so a signature replayed "

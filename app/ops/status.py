@@ -54,6 +54,9 @@ def collect(settings: Settings) -> dict[str, object]:
                     t for p in runner.projections for t in p.EVENT_TYPES
                 ),
                 "forget_records": _forget_records(log_conn),
+                # Recorded, but the tables and files may still hold the values until the
+                # next forget, sweep or serve start completes them.
+                "forget_pending": _forget_pending(log_conn),
             },
             "projections": [dataclasses.asdict(s) for s in statuses],
             "projections_db": _problem(problem),
@@ -76,6 +79,14 @@ def _problem(problem: recovery.Problem | None) -> dict[str, object]:
         "problem": problem.reason,
         "detail": f"{problem.detail}; serve or rebuild moves it aside and rebuilds it from the log",
     }
+
+
+def _forget_pending(conn: sqlite3.Connection) -> int:
+    """How many forgets a kill left pending; 0 for a log no release with forget opened."""
+    try:
+        return len(erasure.pending(conn))
+    except sqlite3.OperationalError:
+        return 0
 
 
 def _forget_records(conn: sqlite3.Connection) -> int:

@@ -23,7 +23,6 @@ import structlog
 
 from app.eventlog.reads import SELECT_HEAD, LogReader
 from app.projection import projector as projector_module
-from app.projection.rebuild import remove_scratch_leftovers_unless_busy
 from app.projection.recovery import recover
 from app.sqlite import read_only_uri
 
@@ -97,11 +96,8 @@ class ProjectorSupervisor:
         """Recover what a crash left, create what is missing, and say where each stands.
 
         A damaged projections.db, or one ahead of the log, is moved aside first, and the
-        new one is projected from the start of the log; scratch files of a killed rebuild
-        are removed (they hold personal data), unless a rebuild is running.
+        new one is projected from the start of the log.
         """
-        if removed := remove_scratch_leftovers_unless_busy(self._settings):
-            log.info("rebuild_leftovers_removed", files=removed)
         recover(self._settings)
         store = LogReader.open(self._settings.events_path)
         conn = projector_module.connect(self._settings.projections_path)

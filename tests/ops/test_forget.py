@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -12,17 +17,20 @@ from app import cli
 from app.eventlog.schema import open_log
 from app.eventlog.store import EventStore, Outcome
 from app.ops import forget
+from app.ops.status import collect
 from app.projection.projector import Projector, connect
 from app.settings import Settings
 from projections import discover
-from tests._helpers import T0, delivery
+from tests._helpers import T0, delivery, eventually
+from tests.conftest import SECRET
 from tests.ops._people import ALICE, BOB, FORGOTTEN, KEPT, SHARED_NAME, customer, forms, populate
 from tests.projections._helpers import Harness, dump_tables, iso
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
+    from tests.conftest import MakeClient
     from tests.projections._helpers import Dump
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -307,3 +315,96 @@ def _counts(data_dir: Path) -> tuple[int, int]:
             "SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM conflicting_duplicates)"
         ).fetchone()
     return int(events), int(kept_aside)
+
+
+# --- a forget killed between its commits ------------------------------------------------------
+
+KILLED_FORGET = """
+import os, signal, sys
+from app import cli
+from app.ops import forget
+from app.ops.status import collect
+from app.projection import projector
+
+data_dir, step = sys.argv[1], sys.argv[2]
+
+def kill():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if step == "refolded partly":
+    # The first projection's re-fold has committed; the second is about to start.
+    original, calls = projector._delete, []
+    def delete(*args):
+        calls.append(1)
+        if len(calls) > 1:
+            kill()
+        original(*args)
+    projector._delete = delete
+else:
+    forget.reached = lambda name: kill() if name == step else None
+cli.main(["forget", "--data-dir", data_dir, "--customer", "cust_alice", "--yes"], environ={})
+"""
+KILL_STEPS = ["recorded", "refolded partly", "refolded", "scrubbed"]
+
+
+def _killed_forget(data_dir: Path, step: str) -> None:
+    """Run a forget in a process of its own and SIGKILL it right after `step` committed."""
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_FORGET, str(data_dir), step],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+
+
+def _pending(data_dir: Path) -> int:
+    """How many forget records `status` reports pending."""
+    log: dict[str, int] = collect(Settings(data_dir=data_dir))["log"]  # type: ignore[assignment]
+    return log["forget_pending"]
+
+
+def _alice_left(data_dir: Path) -> list[str]:
+    everything = _all_bytes(data_dir)
+    return [v for k, v in ALICE.items() if k != "later_email" for f in forms(v) if f in everything]
+
+
+@pytest.mark.parametrize("step", KILL_STEPS)
+def test_a_forget_killed_after_any_commit_is_completed_by_the_next_forget(
+    data_dir: Path, tmp_path: Path, step: str
+) -> None:
+    """The record is pending (and status says so) until the next forget completes it."""
+    _killed_forget(data_dir, step)
+    assert _rows(data_dir / "events.db", "SELECT customer_id FROM forget_records") == [(FORGOTTEN,)]
+    assert _pending(data_dir) == 1
+    if step == "recorded":
+        # The tables still show them: exactly what pending means.
+        assert _alice_left(data_dir)
+    assert _forget(data_dir, "--customer", KEPT, "--yes") == 0
+    assert _pending(data_dir) == 0
+    assert _alice_left(data_dir) == []
+    assert _live(data_dir) == _rebuilt(data_dir, tmp_path)
+
+
+@pytest.mark.parametrize("step", ["recorded", "refolded partly"])
+async def test_a_forget_killed_after_its_first_commit_is_completed_by_serve(
+    data_dir: Path, make_client: MakeClient, step: str
+) -> None:
+    """Started on a pending forget, serve completes it: no value of theirs in the tables."""
+    _killed_forget(data_dir, step)
+    assert _alice_left(data_dir)
+    await make_client(Settings(secrets=(SECRET,), data_dir=data_dir))
+
+    async def pending() -> int:
+        return _pending(data_dir)
+
+    await eventually(pending, lambda count: count == 0, "serve to complete the forget")
+    conn = sqlite3.connect(f"file:{data_dir / 'projections.db'}?mode=ro", uri=True)
+    try:
+        tables = "\n".join(conn.iterdump()).encode()
+    finally:
+        conn.close()
+    assert [v for k, v in ALICE.items() if k != "later_email" if v.encode() in tables] == []
+    assert _alice_left(data_dir) == []
