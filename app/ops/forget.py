@@ -44,6 +44,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import shutil
+import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from sqlite3 import connect
@@ -65,11 +67,11 @@ from app.projection.rebuild import (
     remove_scratch_leftovers,
     remove_scratch_leftovers_unless_busy,
 )
-from app.sqlite import write_transaction
+from app.sqlite import rollback_if_open, write_transaction
 
 if TYPE_CHECKING:
-    import sqlite3
     from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+    from pathlib import Path
 
     from app.settings import Settings
     from projections import Projection
@@ -312,21 +314,23 @@ def forget(  # noqa: PLR0913 - what to forget, why, and how
             # (serve leaves it alone until a rebuild, which screens them): its tables
             # hold none of them, and the others are re-folded as usual.
             projections = _current(settings, projections)
+        require_space(settings)
         conn = secure(open_log(settings.events_path))
         try:
-            _complete_pending(settings, projections, conn)
-            with write_transaction(conn):
-                found = find(conn, customer_id, phones, after=after)
-                forget_id, redacted = _record(conn, found, reason, kind)
-            reached("recorded")
-            # A sweep that found nothing new recorded nothing, and has nothing to finish.
-            refolded = 0
-            if forget_id is not None:
-                refolded = _refold(settings, projections, _named(found))
-                reached("refolded")
-                _scrub(settings, conn)
-                reached("scrubbed")
-                _completed(conn, [forget_id])
+            with _space_given_back(settings, conn):
+                _complete_pending(settings, projections, conn)
+                with write_transaction(conn):
+                    found = find(conn, customer_id, phones, after=after)
+                    forget_id, redacted = _record(conn, found, reason, kind)
+                reached("recorded")
+                # A sweep that found nothing new recorded nothing, and has nothing to finish.
+                refolded = 0
+                if forget_id is not None:
+                    refolded = _refold(settings, projections, _named(found))
+                    reached("refolded")
+                    _scrub(settings, conn)
+                    reached("scrubbed")
+                    _completed(conn, [forget_id])
         finally:
             conn.close()
     return Report(
@@ -355,9 +359,11 @@ def finish(settings: Settings, projections: Sequence[Projection]) -> int:
         finally:
             conn.close()
         remove_scratch_leftovers(settings)
+        require_space(settings)
         conn = secure(open_log(settings.events_path))
         try:
-            return _complete_pending(settings, _current(settings, projections), conn)
+            with _space_given_back(settings, conn):
+                return _complete_pending(settings, _current(settings, projections), conn)
         finally:
             conn.close()
 
@@ -386,6 +392,69 @@ def _complete_pending(
     # Ids and counts only: the values themselves are gone.
     log.info("forget_completed", records=len(waiting))
     return len(waiting)
+
+
+def free_bytes(directory: Path) -> int:
+    """The bytes free for this user on the disk of `directory`."""
+    return shutil.disk_usage(directory).free
+
+
+def require_space(settings: Settings) -> None:
+    """Refuse to start a rewrite the disk has no room for, in one sentence.
+
+    A rewrite that filled the disk would fail halfway, and a `serve` beside it would
+    answer 503 until someone freed space: better not to begin. Each file is rewritten
+    in turn (the log's WAL is emptied before the tables' file is rewritten), so the
+    larger need is what must be free.
+    """
+    paths = [settings.events_path]
+    if settings.projections_path.exists():
+        paths.append(settings.projections_path)
+    need = max(erasure.scrub_space(path) for path in paths)
+    free = free_bytes(settings.data_dir)
+    if free < need:
+        raise ForgetError(
+            f"forget needs about {_mib(need)} free on the disk of {settings.data_dir} to "
+            f"rewrite its databases (a copy of each and its WAL), and only {_mib(free)} is "
+            f"free: free {_mib(need - free)} more and run forget again; nothing was changed"
+        )
+
+
+def _mib(size: int) -> str:
+    return f"{-(-size // (1024 * 1024))} MiB"
+
+
+@contextlib.contextmanager
+def _space_given_back(settings: Settings, log_conn: sqlite3.Connection) -> Iterator[None]:
+    """Should the rewrite fail (a disk filled by something else), empty both WALs anyway.
+
+    A failed VACUUM leaves the WAL as long as what it had written: truncating it gives
+    the space back, so the disk is never left fuller than the forget found it. A full
+    disk is then said in one sentence; a recorded forget stays pending, to be completed.
+    """
+    try:
+        yield
+    except BaseException as exc:
+        _truncate_quietly(log_conn)
+        if settings.projections_path.exists():
+            conn = projector.connect(settings.projections_path)
+            try:
+                _truncate_quietly(conn)
+            finally:
+                conn.close()
+        if erasure.disk_full(exc):
+            raise ForgetError(
+                f"the disk of {settings.data_dir} filled up during forget, and the space "
+                "it took was given back; free some space and run forget again (a forget "
+                "already recorded is completed then, or by serve's next sweep)"
+            ) from None
+        raise
+
+
+def _truncate_quietly(conn: sqlite3.Connection) -> None:
+    with contextlib.suppress(sqlite3.Error):
+        rollback_if_open(conn)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def _completed(conn: sqlite3.Connection, forget_ids: Sequence[int]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -27,6 +28,8 @@ from tests.ops._people import ALICE, BOB, FORGOTTEN, KEPT, SHARED_NAME, customer
 from tests.projections._helpers import Harness, dump_tables, iso
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from tests.conftest import MakeClient
     from tests.projections._helpers import Dump
 
@@ -407,4 +410,138 @@ async def test_a_forget_killed_after_its_first_commit_is_completed_by_serve(
     finally:
         conn.close()
     assert [v for k, v in ALICE.items() if k != "later_email" if v.encode() in tables] == []
+    assert _alice_left(data_dir) == []
+
+
+# --- forget near a full disk -------------------------------------------------------------------
+
+DISK_BYTES = 32 * 1024 * 1024
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path | None]:
+    """A tmpfs of `DISK_BYTES` of the test's own; None where mounting is not allowed."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mount, umount = shutil.which("mount"), shutil.which("umount")
+    options = f"size={DISK_BYTES},mode=0700"
+    mounted = (
+        mount is not None
+        and umount is not None
+        and subprocess.run(
+            [mount, "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)],
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+    )
+    if not mounted or umount is None:
+        yield None
+        return
+    try:
+        yield mount_point
+    finally:
+        subprocess.run([umount, str(mount_point)], check=True)
+
+
+def _big_log(directory: Path) -> None:
+    """The two people, and enough other orders to make the log a few MiB."""
+    populate(directory)
+    store = EventStore.open(directory / "events.db")
+    try:
+        store.append(
+            [
+                delivery(
+                    "order.created",
+                    {"id": f"order_bulk_{i}", "status": "active", "note": "x" * 2000},
+                    webhook_id=f"wh-bulk-{i}",
+                )
+                for i in range(1500)
+            ]
+        )
+    finally:
+        store.close()
+
+
+def _fill_to(disk: Path, free: int) -> None:
+    """Take the disk's space until `free` bytes are left."""
+    (disk / "filler").write_bytes(b"\0" * (shutil.disk_usage(disk).free - free))
+
+
+def _wal_bytes(data_dir: Path) -> int:
+    return sum(path.stat().st_size for path in data_dir.glob("*-wal"))
+
+
+def test_forget_refuses_to_start_without_room_for_its_rewrite(
+    small_disk: Path | None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """One sentence naming what it needs; not a byte written, the free space as it was."""
+    data_dir = (small_disk or tmp_path) / "data"
+    _big_log(data_dir)
+    if small_disk is not None:
+        _fill_to(small_disk, 4 * MiB)
+    else:  # no mounting here: the disk is said to have 4 MiB free
+        monkeypatch.setattr(forget, "free_bytes", lambda _directory: 4 * MiB)
+    files = _files(data_dir)
+    free = shutil.disk_usage(data_dir).free
+    assert _forget(data_dir, "--customer", FORGOTTEN, "--yes") == 1
+    err = capsys.readouterr().err
+    assert "forget needs about" in err
+    assert "MiB free on the disk of" in err
+    assert "Traceback" not in err
+    # Only the (empty) lock file is new: it was taken before looking.
+    assert _files(data_dir) == files | {"rebuild.lock": b""}
+    assert shutil.disk_usage(data_dir).free == free
+
+
+def test_a_disk_that_fills_during_forget_gets_its_space_back(
+    small_disk: Path | None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Something else took the room after the check: the WALs are emptied, one sentence.
+
+    The forget stays recorded and pending, and completes once there is room again.
+    """
+    data_dir = (small_disk or tmp_path) / "data"
+    _big_log(data_dir)
+    monkeypatch.setattr(forget, "require_space", lambda _settings: None)
+    if small_disk is not None:
+        _fill_to(small_disk, 2 * MiB)
+    else:  # no mounting here: SQLite's own limit on the file's pages stands for the disk
+        original = open_log
+
+        def limited(path: Path) -> sqlite3.Connection:
+            conn = original(path)
+            (pages,) = conn.execute("PRAGMA page_count").fetchone()
+            conn.execute(f"PRAGMA max_page_count = {pages + 64}")
+            return conn
+
+        monkeypatch.setattr(forget, "open_log", limited)
+    # A `serve` beside it keeps the log open: closing forget's connection does not
+    # remove the WAL then, only truncating it gives the space back.
+    beside = sqlite3.connect(data_dir / "events.db")
+    try:
+        beside.execute("SELECT COUNT(*) FROM events").fetchone()
+        free = shutil.disk_usage(data_dir).free
+        assert _forget(data_dir, "--customer", FORGOTTEN, "--yes") == 1
+        assert _wal_bytes(data_dir) == 0
+    finally:
+        beside.close()
+    err = capsys.readouterr().err
+    assert "filled up during forget" in err
+    assert "Traceback" not in err
+    # The log keeps its few new rows (the record and the redactions), nothing more.
+    assert shutil.disk_usage(data_dir).free >= free - 256 * 1024
+    assert _pending(data_dir) == 1
+    monkeypatch.undo()
+    if small_disk is not None:
+        (small_disk / "filler").unlink()
+    assert _forget(data_dir, "--customer", KEPT, "--yes") == 0
+    assert _pending(data_dir) == 0
     assert _alice_left(data_dir) == []
