@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import shlex
 import shutil
 import sqlite3
 import time
@@ -67,6 +68,7 @@ from app.projection.rebuild import (
     remove_scratch_leftovers,
     remove_scratch_leftovers_unless_busy,
 )
+from app.projection.recovery import diagnose, head_of
 from app.sqlite import rollback_if_open, write_transaction
 
 if TYPE_CHECKING:
@@ -308,6 +310,7 @@ def forget(  # noqa: PLR0913 - what to forget, why, and how
     with _locked(settings):
         remove_scratch_leftovers(settings)
         if kind == "forget":
+            _refuse_unreachable_copies(settings)
             _refuse_stale(settings, projections)
         else:
             # A sweep redacts later deliveries, which a stale projection never applied
@@ -481,6 +484,29 @@ def _locked(settings: Settings) -> Iterator[None]:
             f"a rebuild is running on {settings.data_dir}: its scratch copies hold the "
             "person's values; run forget again when it has finished"
         ) from None
+
+
+def _refuse_unreachable_copies(settings: Settings) -> None:
+    """Refuse while a projections.db that forget cannot rewrite holds the person's values.
+
+    A damaged file (or one ahead of the log) is moved aside by `serve` and `rebuild`, never
+    deleted; such a file could not be redacted exactly, and deleting it is the operator's
+    decision, so forget names it rather than claim that no byte is left.
+    """
+    problem = diagnose(settings.projections_path, head_of(settings))
+    if problem is not None:
+        raise ForgetError(
+            f"{problem.detail}: run rebuild first, which moves it aside and rebuilds it, "
+            "then run forget again"
+        )
+    aside = sorted(settings.data_dir.glob(f"{settings.projections_path.name}.*"))
+    if aside:
+        names = " ".join(shlex.quote(str(path)) for path in aside)
+        raise ForgetError(
+            "projections.db files moved aside (damaged or ahead of the log) may hold the "
+            f"person's values, which forget cannot reach: delete them (rm {names}) and run "
+            "forget again"
+        )
 
 
 def _refuse_stale(settings: Settings, projections: Sequence[Projection]) -> None:

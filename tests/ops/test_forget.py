@@ -545,3 +545,39 @@ def test_a_disk_that_fills_during_forget_gets_its_space_back(
     assert _forget(data_dir, "--customer", KEPT, "--yes") == 0
     assert _pending(data_dir) == 0
     assert _alice_left(data_dir) == []
+
+
+def test_forget_refuses_while_a_moved_aside_projections_db_holds_values(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A copy serve or rebuild moved aside is named, with the `rm`; nothing is changed."""
+    aside = data_dir / "projections.db.damaged-20261205T000000Z"
+    shutil.copyfile(data_dir / "projections.db", aside)
+    aside.chmod(0o600)  # as the rename that moved it aside left it
+    files = _files(data_dir)
+    assert _forget(data_dir, "--customer", FORGOTTEN, "--yes") == 1
+    err = capsys.readouterr().err
+    assert f"rm {aside}" in err
+    assert "Traceback" not in err
+    after = _files(data_dir)
+    assert [after[name] for name in files if not name.endswith(("-wal", "-shm"))] == [
+        content for name, content in files.items() if not name.endswith(("-wal", "-shm"))
+    ]
+    aside.unlink()
+    assert _forget(data_dir, "--customer", FORGOTTEN, "--yes") == 0
+    assert _alice_left(data_dir) == []
+
+
+async def test_serve_removes_what_a_killed_rebuild_left(
+    data_dir: Path, make_client: MakeClient
+) -> None:
+    """Scratch files hold personal data: serve's sweep removes them when no rebuild runs."""
+    settings = Settings(secrets=(SECRET,), data_dir=data_dir)
+    leftover = settings.scratch_path("-customers")
+    leftover.write_bytes(ALICE["email"].encode())
+    await make_client(settings)
+
+    async def left() -> bool:
+        return leftover.exists()
+
+    await eventually(left, lambda exists: not exists, "the leftover to be removed")
