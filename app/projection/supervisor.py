@@ -23,6 +23,7 @@ import structlog
 
 from app.eventlog.reads import SELECT_HEAD, LogReader
 from app.projection import projector as projector_module
+from app.projection.follower import REPLACED
 from app.projection.recovery import recover
 from app.sqlite import read_only_uri
 
@@ -78,9 +79,10 @@ class ProjectorSupervisor:
             [(head,)] = await events.execute_fetchall(SELECT_HEAD)
             checkpoints = await projections.execute_fetchall(projector_module.SELECT_CHECKPOINTS)
             errors = await projections.execute_fetchall(projector_module.COUNT_ERRORS)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, ValueError) as exc:
             # A full disk or an I/O error can fail even a read; /readyz's own write probe
-            # says what that means for deliveries.
+            # says what that means for deliveries. (ValueError: aiosqlite's answer when the
+            # readers were closed meanwhile, to follow a rebuilt file.)
             log.warning("projection_status_unavailable", error=str(exc))
             return []
         statuses = projector_module.statuses_of(
@@ -161,11 +163,22 @@ class ProjectorSupervisor:
                 process_group=0,
             )
             code = await self._process.wait()
+            if code == REPLACED:
+                # A rebuild moved projections.db aside: the readers follow to the new file.
+                await self._close_readers()
+                await self._open()
+                continue
             log.error("follower_exited", returncode=code)
             await asyncio.sleep(RESTART_SECONDS)
 
     async def _open_then_follow(self) -> None:
         """Install the projections, then run the follower; retried while that fails."""
+        await self._open()
+        self._opened.set()
+        await self._supervise()
+
+    async def _open(self) -> None:
+        """Install the projections and open the readers, retried while that fails."""
         loop = asyncio.get_running_loop()
         while self._readers is None:
             try:
@@ -176,8 +189,6 @@ class ProjectorSupervisor:
                 # and they are projected once projections.db can be opened.
                 log.exception("projections_unavailable")
                 await asyncio.sleep(RESTART_SECONDS)
-        self._opened.set()
-        await self._supervise()
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[ProjectorSupervisor]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import shutil
@@ -199,3 +200,31 @@ async def test_serve_moves_it_aside_and_projects_new_deliveries(
     assert len(_set_aside(settings)) == 1
     reasons = [e["reason"] for e in logs if e["event"] == "projections_moved_aside"]
     assert reasons == ["ahead" if how == "ahead" else "damaged"]
+
+
+async def test_a_running_serve_follows_a_rebuild_that_moved_the_file_aside(
+    tmp_path: Path, make_client: MakeClient
+) -> None:
+    """The live projector leaves the moved copy and projects into the rebuilt file."""
+    settings = Settings(secrets=(SECRET,), data_dir=tmp_path / "data")
+    _logged(settings)
+    client = await make_client(settings)
+
+    async def emails() -> list[str]:
+        try:
+            return _emails(settings)
+        except sqlite3.OperationalError:  # the new file, its tables not made yet
+            return []
+
+    body = msgspec.json.encode(sample("customer.created", id="cust_first"))
+    status, _ = await post(client, body, signed_headers(body, event="customer.created"))
+    assert status == 200
+    # Projected: the live projector has the file open.
+    await eventually(emails, lambda found: len(found) == CUSTOMERS + 1, "the first delivery")
+    # What `rebuild` does to a damaged or ahead file while serve runs.
+    recovery.move_aside(settings.projections_path, recovery.DAMAGED)
+    await asyncio.to_thread(rebuild, settings, discover(), io.StringIO())
+    body = msgspec.json.encode(sample("customer.created", id="cust_new"))
+    status, _ = await post(client, body, signed_headers(body, event="customer.created"))
+    assert status == 200
+    await eventually(emails, lambda found: len(found) == CUSTOMERS + 2, "the new delivery")
