@@ -12,8 +12,14 @@ rather than quietly changing them: `exposures` and `secret_file_exposure` find t
 each `Exposure` names the `chmod` that fixes it. A shared directory (group may read,
 never write; others nothing) is accepted only when the operator asks for it.
 
-A lock file (one rebuild, one sync at a time) is refused rather than queued; an `flock`
-goes with the process, so a killed holder leaves the file, never the lock.
+A lock file (one rebuild, one sync at a time) is refused rather than queued. It is a
+POSIX record lock (`fcntl.lockf`), not an `flock`: both go with the process, so a killed
+holder leaves the file, never the lock, but an `flock` belongs to the open file, which a
+forked child (a rebuild's workers) inherits and keeps holding after its parent is
+killed, while a record lock is never inherited. Record locks do not exclude each other
+within one process, and closing any descriptor of the file releases them, so `holding`
+also keeps the process's own held locks and refuses a second one without opening the
+file.
 
 This module is a leaf, importable by every layer: it knows files, not settings.
 """
@@ -22,10 +28,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import os
 import shlex
 import stat
+import threading
 from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
@@ -165,13 +173,43 @@ def _exposure(path: Path, mode: int, *, is_dir: bool, shared: bool) -> Exposure 
     )
 
 
+# The lock files this process holds, by (device, inode), with the holding process's id:
+# a forked child inherits this memory but never the locks themselves.
+_held: dict[tuple[int, int], int] = {}
+_held_guard = threading.Lock()
+
+
 @contextlib.contextmanager
 def holding(lock: Path, busy: Exception) -> Iterator[None]:
     """Hold the lock file `lock` (in a private directory); raise `busy` if it is held."""
     make_private_dir(lock.parent)
-    with open_private(lock) as handle:
+    with _held_guard:
+        # Checked before opening: closing a descriptor of a file this process holds a
+        # record lock on would release that lock.
+        if _held_here(lock):
+            raise busy
+        handle = open_private(lock)
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            handle.close()
+            if exc.errno not in {errno.EACCES, errno.EAGAIN}:
+                raise
             raise busy from None
+        status = os.fstat(handle.fileno())
+        key = (status.st_dev, status.st_ino)
+        _held[key] = os.getpid()
+    try:
         yield
+    finally:
+        with _held_guard:
+            del _held[key]
+            handle.close()
+
+
+def _held_here(lock: Path) -> bool:
+    try:
+        status = lock.stat()
+    except FileNotFoundError:
+        return False
+    return _held.get((status.st_dev, status.st_ino)) == os.getpid()

@@ -1211,3 +1211,23 @@ def release_lock(holder: subprocess.Popen[str]) -> None:
         holder.wait()
     if holder.stdout is not None:
         holder.stdout.close()
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """The ids of the live processes whose command line contains `text` (from `/proc`).
+
+    A forked worker keeps its parent's command line, so a data directory's path finds a
+    command and every worker it forked, even once they are reparented. Zombies, which
+    hold nothing and have an empty command line, are not counted.
+    """
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:  # ended meanwhile
+            continue
+        if text.encode() in cmdline:
+            found.append(int(entry.name))
+    return found

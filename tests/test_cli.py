@@ -240,13 +240,27 @@ def test_a_closed_output_pipe_ends_quietly(tmp_path: Path) -> None:
     assert reader.returncode == 1
 
 
-@pytest.mark.parametrize("command", ["status", "errors"])
-def test_a_damaged_projections_db_is_one_sentence(tmp_path: Path, command: str) -> None:
-    """Garbage in projections.db: one sentence naming the fix, exit 1, no traceback."""
+def _damaged(tmp_path: Path) -> Path:
     data_dir = tmp_path / "d"
     EventStore.open(data_dir / "events.db").close()
     damaged = data_dir / "projections.db"
     damaged.write_bytes(b"not a database at all " * 400)
     damaged.chmod(0o600)
-    result = _app([command, "--data-dir", str(data_dir)])
+    return data_dir
+
+
+def test_a_damaged_projections_db_is_one_sentence(tmp_path: Path) -> None:
+    """Garbage in projections.db: `errors` says so in one sentence naming the fix, exit 1."""
+    data_dir = _damaged(tmp_path)
+    result = _app(["errors", "--data-dir", str(data_dir)])
     _one_sentence(result, 1, str(data_dir), "rebuild")
+
+
+def test_status_reports_a_damaged_projections_db(tmp_path: Path) -> None:
+    """`status` reports the damage (SPEC §4) rather than failing, and names `rebuild`."""
+    data_dir = _damaged(tmp_path)
+    result = _app(["status", "--data-dir", str(data_dir)])
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output
+    assert "rebuild" in output

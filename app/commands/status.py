@@ -52,6 +52,11 @@ def _print(report: dict[str, object], *, as_json: bool) -> None:
         f"{log['unknown_type_events']} of an event type no projection reads, "
         f"{log['forget_records']} forget records"
     )
+    if log["forget_pending"]:
+        print(
+            f"warning: {log['forget_pending']} forget records are pending (a forget was "
+            "killed): serve, the next forget or its sweep completes them"
+        )
     print(f"last webhook delivery: {log['last_delivery_at'] or 'never'}")
     synced: dict[str, Any] = report["sync"]  # type: ignore[assignment]
     outcome = {None: "", True: " (ok)", False: " (NOT ok: run sync to see why)"}[synced["ok"]]
@@ -67,6 +72,9 @@ def _print(report: dict[str, object], *, as_json: bool) -> None:
             f"{p['name']:<12} {p['version']:>7} {p['position']:>9} {p['lag']:>7} "
             f"{p['errors']:>6} {p['warnings']:>8}  {state}"
         )
+    problem: dict[str, Any] = report["projections_db"]  # type: ignore[assignment]
+    if not problem["ok"]:
+        print(f"warning: {problem['detail']}")
     _print_files(report["files"])  # type: ignore[arg-type]
 
 

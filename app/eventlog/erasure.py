@@ -16,7 +16,10 @@ projector share:
   how many events of each type, the reason), `redactions` (the rows whose payload was
   redacted, and by which record; NULL: the row came redacted from an export),
   `forgotten_entities` (the ids whose later deliveries are redacted too) and
-  `forget_sweeps` (how far the sweep has looked).
+  `forget_sweeps` (how far the sweep has looked) and `forget_completions` (each record
+  whose values are gone from the tables and the files too: the log's rewrite and those
+  are separate commits, so a killed forget leaves a pending record, which the next
+  forget, sweep or `serve` start completes).
 - `Screen`: a delivery about a forgotten person may arrive after `forget`. The endpoint
   stores it as received, so that its hot path stays as it is, and the sweep redacts it
   in the log within the hour; meanwhile every projector reads events through a
@@ -36,8 +39,11 @@ projector share:
 
 from __future__ import annotations
 
+import os
 import re
+import sqlite3
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
@@ -45,7 +51,6 @@ import msgspec
 from app.sqlite import write_transaction
 
 if TYPE_CHECKING:
-    import sqlite3
     from collections.abc import Iterable, Mapping, Sequence
 
     from app.eventlog.rows import StoredEvent
@@ -250,6 +255,28 @@ def add_sweep(conn: sqlite3.Connection, at: str, head: int) -> None:
     conn.execute("INSERT INTO forget_sweeps (swept_at, head) VALUES (?, ?)", (at, head))
 
 
+# The event types of each kind of entity a forget names, to re-fold them by (type, key).
+TYPES_OF_KIND = {"customer": CUSTOMER_TYPES, "order": ORDER_TYPES, "message": MESSAGE_TYPES}
+
+
+def pending(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+    """(id, customer id) of every forget record not completed yet, in order."""
+    rows = conn.execute(
+        "SELECT id, customer_id FROM forget_records WHERE id NOT IN "
+        "(SELECT forget_id FROM forget_completions) ORDER BY id"
+    )
+    return [(int(forget_id), str(customer_id)) for forget_id, customer_id in rows]
+
+
+def complete(conn: sqlite3.Connection, forget_ids: Iterable[int], at: str) -> None:
+    """Record that these forgets' values are gone from the tables and files as well."""
+    with write_transaction(conn):
+        conn.executemany(
+            "INSERT OR IGNORE INTO forget_completions (forget_id, completed_at) VALUES (?, ?)",
+            [(forget_id, at) for forget_id in forget_ids],
+        )
+
+
 def mark_imported(conn: sqlite3.Connection, webhook_ids: Iterable[str]) -> int:
     """Name imported rows that were exported redacted (no forget record of this log)."""
     ids = msgspec.json.encode(sorted(set(webhook_ids))).decode()
@@ -338,6 +365,53 @@ class Screen:
 
 def _among(value: object, keys: set[str]) -> bool:
     return isinstance(value, str) and value in keys
+
+
+# What a rewrite may need beyond the copies of the file: the forget's own transaction in
+# the WAL, and deliveries a `serve` beside it commits meanwhile.
+SCRUB_HEADROOM_BYTES = 8 * 1024 * 1024
+
+
+def scrub_space(path: Path) -> int:
+    """The free bytes `scrub` of the database at `path` needs on its disk, at most.
+
+    VACUUM builds the new file in a temporary database (in SQLite's temporary directory)
+    and then writes all of it through the WAL before the checkpoint copies it back: about
+    the file's size in the WAL, and as much again where the temporary directory is on the
+    same disk, plus the WAL it already has and some headroom.
+    """
+    size = sum(_size(path.with_name(path.name + suffix)) for suffix in ("", "-wal"))
+    copies = 2 if _same_disk(path.parent, sqlite_temp_dir()) else 1
+    return copies * size + size // 10 + SCRUB_HEADROOM_BYTES
+
+
+# SQLite's own fallbacks (os_unix.c), only looked at to know which disk they are on.
+_SQLITE_TEMP_DIRS = ("/var/tmp", "/usr/tmp", "/tmp")  # noqa: S108
+
+
+def sqlite_temp_dir() -> Path:
+    """Where SQLite writes temporary files on Unix: the first of these that is a directory."""
+    candidates = [os.environ.get("SQLITE_TMPDIR"), os.environ.get("TMPDIR"), *_SQLITE_TEMP_DIRS]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return Path()
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _same_disk(first: Path, second: Path) -> bool:
+    return first.stat().st_dev == second.stat().st_dev
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether SQLite failed for want of space (SQLITE_FULL)."""
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
 
 
 TRUNCATE_SECONDS = 30.0

@@ -77,7 +77,7 @@ INSERT_DIGEST = (
 )
 
 
-# The audit trail of `forget` (`app.eventlog.erasure`): four append-only tables, none with
+# The audit trail of `forget` (`app.eventlog.erasure`): five append-only tables, none with
 # a personal value in it. The trigger on `events` lets exactly one UPDATE through: of the
 # payload alone, to valid JSON, of a row that a `redactions` row names. It checks that
 # itself; there is no switch that turns it off. Every other UPDATE and every DELETE fails.
@@ -116,10 +116,22 @@ CREATE TABLE IF NOT EXISTS forget_sweeps (
     swept_at TEXT NOT NULL,
     head INTEGER NOT NULL
 ) STRICT;
+-- A forget record without a completion is pending: its rows are redacted in the log, but
+-- the tables and the files may still hold the values until it is completed.
+CREATE TABLE IF NOT EXISTS forget_completions (
+    forget_id INTEGER PRIMARY KEY,
+    completed_at TEXT NOT NULL
+) STRICT;
 """
 ERASURE_DDL = _TABLES + "".join(
     _APPEND_ONLY.format(table=table)
-    for table in ("forget_records", "redactions", "forgotten_entities", "forget_sweeps")
+    for table in (
+        "forget_records",
+        "redactions",
+        "forgotten_entities",
+        "forget_sweeps",
+        "forget_completions",
+    )
 )
 # The columns a redaction leaves as they were: all but the payload.
 _KEPT_COLUMNS = tuple(name for name in StoredEvent.__struct_fields__ if name != "payload")
@@ -184,6 +196,17 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "kind": "customer, order or message",
             "key": "the entity's id",
             "forget_id": "the forget that named it (forget_records.id)",
+        },
+    ),
+    "forget_completions": (
+        (
+            "Each forget record whose values are gone from the tables and files too; a "
+            "record without one is pending (a forget was killed), and is completed by the "
+            "next forget, sweep or serve start."
+        ),
+        {
+            "forget_id": "the record in forget_records",
+            "completed_at": "when, ISO 8601 UTC",
         },
     ),
     "forget_sweeps": (

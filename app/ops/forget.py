@@ -14,7 +14,15 @@ Erasing, in this order, holding the rebuild lock (so no rebuild copies the log m
 2. the entities are deleted from the projections and folded again from the redacted
    log (`app.projection.projector.refold`), so the tables equal a rebuild;
 3. both files are scrubbed (`app.eventlog.erasure.scrub`: VACUUM, WAL truncated) and leftover
-   rebuild scratch files removed.
+   rebuild scratch files removed;
+4. the record's completion is written to `events.db`.
+
+Steps 2 to 4 commit apart from step 1 (two files cannot commit together in WAL mode). A
+forget killed between them leaves its record pending (no completion): the values are
+gone from the log, but maybe not from the tables and the files. The next forget, the
+sweep (which `serve` runs at start) and `finish` complete every pending record first,
+re-folding all the entities of its person (idempotent) and scrubbing; `status` counts
+them meanwhile.
 
 Deliveries arriving meanwhile wait for step 1 and for the VACUUM of `events.db` (the
 log's write lock); none fails unless that takes longer than the writer's busy timeout
@@ -36,6 +44,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import shlex
+import shutil
+import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from sqlite3 import connect
@@ -45,18 +56,24 @@ import msgspec
 import structlog
 
 from app.eventlog import erasure
-from app.eventlog.erasure import ScrubError, scrub, secure
+from app.eventlog.erasure import ScrubError, scrub, secure, truncate_wal
 from app.eventlog.reads import LogReader
 from app.eventlog.schema import BUSY_TIMEOUT_MS, open_log
 from app.instants import format_instant
 from app.projection import projector
 from app.projection.projector import StaleProjectionError, refold, stale_names
-from app.projection.rebuild import RebuildError, exclusive
-from app.sqlite import write_transaction
+from app.projection.rebuild import (
+    RebuildError,
+    exclusive,
+    remove_scratch_leftovers,
+    remove_scratch_leftovers_unless_busy,
+)
+from app.projection.recovery import diagnose, head_of
+from app.sqlite import rollback_if_open, write_transaction
 
 if TYPE_CHECKING:
-    import sqlite3
     from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+    from pathlib import Path
 
     from app.settings import Settings
     from projections import Projection
@@ -283,26 +300,40 @@ def forget(  # noqa: PLR0913 - what to forget, why, and how
     kind: str = "forget",
     after: int = 0,
 ) -> Report:
-    """Redact everything about the person after `after`, in the log, tables and files."""
+    """Redact everything about the person after `after`, in the log, tables and files.
+
+    The record and the log's rewrite commit together; the tables and the files follow in
+    commits of their own, and the completion is recorded last. Killed in between, the
+    record stays pending, and this (or the sweep) completes it first thing next time.
+    """
     started = time.monotonic()
     with _locked(settings):
+        remove_scratch_leftovers(settings)
         if kind == "forget":
+            _refuse_unreachable_copies(settings)
             _refuse_stale(settings, projections)
         else:
             # A sweep redacts later deliveries, which a stale projection never applied
             # (serve leaves it alone until a rebuild, which screens them): its tables
             # hold none of them, and the others are re-folded as usual.
             projections = _current(settings, projections)
+        require_space(settings)
         conn = secure(open_log(settings.events_path))
         try:
-            with write_transaction(conn):
-                found = find(conn, customer_id, phones, after=after)
-                redacted = _record(conn, found, reason, kind)
-            # A sweep that found nothing new has nothing to re-fold or scrub.
-            refolded = 0
-            if redacted or kind == "forget":
-                refolded = _refold(settings, projections, found)
-                _scrub(settings, conn)
+            with _space_given_back(settings, conn):
+                _complete_pending(settings, projections, conn)
+                with write_transaction(conn):
+                    found = find(conn, customer_id, phones, after=after)
+                    forget_id, redacted = _record(conn, found, reason, kind)
+                reached("recorded")
+                # A sweep that found nothing new recorded nothing, and has nothing to finish.
+                refolded = 0
+                if forget_id is not None:
+                    refolded = _refold(settings, projections, _named(found))
+                    reached("refolded")
+                    _scrub(settings, conn)
+                    reached("scrubbed")
+                    _completed(conn, [forget_id])
         finally:
             conn.close()
     return Report(
@@ -312,6 +343,135 @@ def forget(  # noqa: PLR0913 - what to forget, why, and how
         refolded=refolded,
         seconds=time.monotonic() - started,
     )
+
+
+def reached(step: str) -> None:
+    """A forget has committed `step` (`recorded`, `refolded`, `scrubbed`); does nothing.
+
+    The one place the crash tests kill a forget at, to see the next run complete it.
+    """
+
+
+def finish(settings: Settings, projections: Sequence[Projection]) -> int:
+    """Complete the forgets a killed forget or sweep left pending; how many there were."""
+    with _locked(settings):
+        conn = open_log(settings.events_path)
+        try:
+            if not erasure.pending(conn):
+                return 0
+        finally:
+            conn.close()
+        remove_scratch_leftovers(settings)
+        require_space(settings)
+        conn = secure(open_log(settings.events_path))
+        try:
+            with _space_given_back(settings, conn):
+                return _complete_pending(settings, _current(settings, projections), conn)
+        finally:
+            conn.close()
+
+
+def _complete_pending(
+    settings: Settings, projections: Sequence[Projection], conn: sqlite3.Connection
+) -> int:
+    """Re-fold every entity of the pending forgets' people, scrub, and record them complete.
+
+    Their log rows are redacted already (that commit made the record), so folding their
+    entities again from the log, which is idempotent, brings the tables to what a
+    rebuild would hold. Holding the rebuild lock.
+    """
+    waiting = erasure.pending(conn)
+    if not waiting:
+        return 0
+    named = [
+        (event_type, key)
+        for customer_id in sorted({customer for _, customer in waiting})
+        for kind, key in erasure.entities_of(conn, customer_id)
+        for event_type in erasure.TYPES_OF_KIND[kind]
+    ]
+    _refold(settings, projections, named)
+    _scrub(settings, conn)
+    _completed(conn, [forget_id for forget_id, _ in waiting])
+    # Ids and counts only: the values themselves are gone.
+    log.info("forget_completed", records=len(waiting))
+    return len(waiting)
+
+
+def free_bytes(directory: Path) -> int:
+    """The bytes free for this user on the disk of `directory`."""
+    return shutil.disk_usage(directory).free
+
+
+def require_space(settings: Settings) -> None:
+    """Refuse to start a rewrite the disk has no room for, in one sentence.
+
+    A rewrite that filled the disk would fail halfway, and a `serve` beside it would
+    answer 503 until someone freed space: better not to begin. Each file is rewritten
+    in turn (the log's WAL is emptied before the tables' file is rewritten), so the
+    larger need is what must be free.
+    """
+    paths = [settings.events_path]
+    if settings.projections_path.exists():
+        paths.append(settings.projections_path)
+    need = max(erasure.scrub_space(path) for path in paths)
+    free = free_bytes(settings.data_dir)
+    if free < need:
+        raise ForgetError(
+            f"forget needs about {_mib(need)} free on the disk of {settings.data_dir} to "
+            f"rewrite its databases (a copy of each and its WAL), and only {_mib(free)} is "
+            f"free: free {_mib(need - free)} more and run forget again; nothing was changed"
+        )
+
+
+def _mib(size: int) -> str:
+    return f"{-(-size // (1024 * 1024))} MiB"
+
+
+@contextlib.contextmanager
+def _space_given_back(settings: Settings, log_conn: sqlite3.Connection) -> Iterator[None]:
+    """Should the rewrite fail (a disk filled by something else), empty both WALs anyway.
+
+    A failed VACUUM leaves the WAL as long as what it had written: truncating it gives
+    the space back, so the disk is never left fuller than the forget found it. A full
+    disk is then said in one sentence; a recorded forget stays pending, to be completed.
+    """
+    try:
+        yield
+    except BaseException as exc:
+        _truncate_quietly(log_conn)
+        if settings.projections_path.exists():
+            conn = projector.connect(settings.projections_path)
+            try:
+                _truncate_quietly(conn)
+            finally:
+                conn.close()
+        if erasure.disk_full(exc):
+            raise ForgetError(
+                f"the disk of {settings.data_dir} filled up during forget, and the space "
+                "it took was given back; free some space and run forget again (a forget "
+                "already recorded is completed then, or by serve's next sweep)"
+            ) from None
+        raise
+
+
+def _truncate_quietly(conn: sqlite3.Connection) -> None:
+    with contextlib.suppress(sqlite3.Error):
+        rollback_if_open(conn)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _completed(conn: sqlite3.Connection, forget_ids: Sequence[int]) -> None:
+    """Record the completions, and leave no WAL behind (it held the scrubbed pages)."""
+    erasure.complete(conn, forget_ids, format_instant(time.time()))
+    try:
+        truncate_wal(conn, "events.db")
+    except ScrubError as exc:
+        raise ForgetError(str(exc)) from None
+
+
+def _named(found: Plan) -> list[tuple[str, str]]:
+    """(event type, entity key) of every event the plan found: what to re-fold."""
+    return [(f.event_type, f.key) for f in found.events]
 
 
 @contextlib.contextmanager
@@ -324,6 +484,29 @@ def _locked(settings: Settings) -> Iterator[None]:
             f"a rebuild is running on {settings.data_dir}: its scratch copies hold the "
             "person's values; run forget again when it has finished"
         ) from None
+
+
+def _refuse_unreachable_copies(settings: Settings) -> None:
+    """Refuse while a projections.db that forget cannot rewrite holds the person's values.
+
+    A damaged file (or one ahead of the log) is moved aside by `serve` and `rebuild`, never
+    deleted; such a file could not be redacted exactly, and deleting it is the operator's
+    decision, so forget names it rather than claim that no byte is left.
+    """
+    problem = diagnose(settings.projections_path, head_of(settings))
+    if problem is not None:
+        raise ForgetError(
+            f"{problem.detail}: run rebuild first, which moves it aside and rebuilds it, "
+            "then run forget again"
+        )
+    aside = sorted(settings.data_dir.glob(f"{settings.projections_path.name}.*"))
+    if aside:
+        names = " ".join(shlex.quote(str(path)) for path in aside)
+        raise ForgetError(
+            "projections.db files moved aside (damaged or ahead of the log) may hold the "
+            f"person's values, which forget cannot reach: delete them (rm {names}) and run "
+            "forget again"
+        )
 
 
 def _refuse_stale(settings: Settings, projections: Sequence[Projection]) -> None:
@@ -349,11 +532,16 @@ def _stale_names(settings: Settings, projections: Sequence[Projection]) -> list[
         conn.close()
 
 
-def _record(conn: sqlite3.Connection, found: Plan, reason: str, kind: str) -> int:
-    """Write the record, the redactions and the entities; return how many events changed."""
+def _record(
+    conn: sqlite3.Connection, found: Plan, reason: str, kind: str
+) -> tuple[int | None, int]:
+    """Write the record, the redactions and the entities; the record's id, and how many changed.
+
+    The id is None when nothing was written: a sweep that found nothing new.
+    """
     to_redact = [(f.row, f.redacted) for f in found.events if f.redacted is not None]
     if kind == "sweep" and not to_redact:
-        return 0
+        return None, 0
     at = format_instant(time.time())
     forget_id = erasure.add_record(
         conn,
@@ -370,16 +558,18 @@ def _record(conn: sqlite3.Connection, found: Plan, reason: str, kind: str) -> in
         [(f.redacted, f.row) for f in found.conflicts if f.redacted is not None],
     )
     erasure.remember_entities(conn, forget_id, found.entities())
-    return len(to_redact)
+    return forget_id, len(to_redact)
 
 
-def _refold(settings: Settings, projections: Sequence[Projection], found: Plan) -> int:
+def _refold(
+    settings: Settings, projections: Sequence[Projection], named: list[tuple[str, str]]
+) -> int:
     if not settings.projections_path.exists():
         return 0
     store = LogReader.open(settings.events_path)
     conn = secure(projector.connect(settings.projections_path))
     try:
-        return refold(conn, store, projections, [(f.event_type, f.key) for f in found.events])
+        return refold(conn, store, projections, named)
     except StaleProjectionError as exc:
         raise ForgetError(str(exc)) from None
     finally:
@@ -400,12 +590,15 @@ def _scrub(settings: Settings, log: sqlite3.Connection) -> None:
     except ScrubError as exc:
         raise ForgetError(str(exc)) from None
     # Held under the rebuild lock: any scratch file is a killed rebuild's leftover.
-    for leftover in settings.scratch_leftovers():
-        leftover.unlink(missing_ok=True)
+    remove_scratch_leftovers(settings)
 
 
 def sweep(settings: Settings, projections: Sequence[Projection]) -> list[Report]:
-    """Redact the deliveries about every forgotten customer that arrived since the last sweep."""
+    """Redact the deliveries about every forgotten customer that arrived since the last sweep.
+
+    A forget (or sweep) left pending by a kill is completed first, even with nothing new.
+    """
+    finish(settings, projections)
     conn = open_log(settings.events_path)
     try:
         customers = erasure.forgotten_customers(conn)
@@ -428,7 +621,13 @@ def sweep(settings: Settings, projections: Sequence[Projection]) -> list[Report]
 
 
 def sweep_once(settings: Settings, projections: Sequence[Projection]) -> int:
-    """One sweep, if anyone was forgotten; how many events it redacted."""
+    """One sweep, if anyone was forgotten; how many events it redacted.
+
+    First, what a killed rebuild left is removed: its scratch files hold personal data,
+    maybe of someone forgotten since (not while a rebuild is running: they are its own).
+    """
+    if removed := remove_scratch_leftovers_unless_busy(settings):
+        log.info("rebuild_leftovers_removed", files=removed)
     conn = open_log(settings.events_path)
     try:
         if not erasure.count_records(conn):

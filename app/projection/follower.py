@@ -46,11 +46,17 @@ LIVE_CACHE_KIB = 65_536
 NICENESS = 10
 
 
-def follow(data_dir: Path, wake_fd: int) -> None:
-    """Apply new events until `wake_fd` reaches end of file."""
+# The exit status that tells `serve` the file was replaced (a rebuild moved it aside):
+# open the new one and start another follower on it.
+REPLACED = 3
+
+
+def follow(data_dir: Path, wake_fd: int) -> int:
+    """Apply new events until `wake_fd` reaches end of file (0), or the file is replaced."""
     settings = Settings(data_dir=data_dir)
     store = LogReader.open(settings.events_path)
     conn = projector.connect(settings.projections_path)
+    opened = _identity(settings.projections_path)
     conn.execute(f"PRAGMA cache_size=-{LIVE_CACHE_KIB}")
     runner = projector.Projector(conn, store, discover())
     # A step's changes are many small containers, none in a reference cycle: collecting
@@ -61,6 +67,11 @@ def follow(data_dir: Path, wake_fd: int) -> None:
     try:
         while True:
             began = time.monotonic()
+            if _identity(settings.projections_path) != opened:
+                # A connection follows its file through a rename: it would go on writing
+                # the copy moved aside, never the tables that are queried.
+                log.info("projections_replaced", detail="following the new projections.db")
+                return REPLACED
             try:
                 while runner.step(LIVE_BATCH):
                     gc.collect()
@@ -72,10 +83,19 @@ def follow(data_dir: Path, wake_fd: int) -> None:
                 log.exception("projector_failed")
             gc.collect()  # also what a failed step left: a traceback is a reference cycle
             if not _wait_for_news(wake_fd, not_before=began + MIN_STEP_SECONDS):
-                return
+                return 0
     finally:
         conn.close()
         store.close()
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """Which file `path` names now (device, inode); None when there is none."""
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return None
+    return status.st_dev, status.st_ino
 
 
 def _wait_for_news(wake_fd: int, not_before: float) -> bool:
@@ -103,8 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.nice(NICENESS)
     # `serve` hands on its log level (flag or environment) in the environment.
     configure_logging(level=os.environ.get("BITBYBIT_LOG_LEVEL") or Settings().log_level)
-    follow(Path(args[0]), sys.stdin.fileno())
-    return 0
+    return follow(Path(args[0]), sys.stdin.fileno())
 
 
 if __name__ == "__main__":

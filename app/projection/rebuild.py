@@ -24,9 +24,12 @@ million deliveries: at most 148 MiB per process.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import gc
 import multiprocessing
+import os
+import signal
 import sqlite3
 import sys
 import time
@@ -39,6 +42,7 @@ from app.eventlog.reads import LogReader
 from app.files import holding
 from app.projection import feed
 from app.projection import projector as projector_module
+from app.projection.recovery import recover
 from app.sqlite import rollback_if_open
 from app.terminal import Progress
 from projections import Fresh, discover
@@ -102,6 +106,8 @@ def rebuild(
 ) -> list[Summary]:
     """Rebuild `projections` from the whole log and switch them in atomically."""
     with exclusive(settings):
+        remove_scratch_leftovers(settings)
+        recover(settings)
         store = LogReader.open(settings.events_path)
         paths = {p.NAME: scratch_path(settings, f"-{p.NAME}") for p in projections}
         main = projector_module.connect(settings.projections_path)
@@ -140,7 +146,10 @@ def _build_in_parallel(
     context = multiprocessing.get_context("fork")
     done = context.Value("q", 0)
     with ProcessPoolExecutor(
-        max_workers=len(projections), mp_context=context, initializer=_count_into, initargs=(done,)
+        max_workers=len(projections),
+        mp_context=context,
+        initializer=_start_worker,
+        initargs=(done, os.getpid()),
     ) as pool:
         futures = {
             p.NAME: pool.submit(_build_scratch, settings.events_path, paths[p.NAME], p.NAME, until)
@@ -156,9 +165,33 @@ def _build_in_parallel(
 _done_in_worker: list[Synchronized[int]] = []
 
 
-def _count_into(done: Synchronized[int]) -> None:
-    """In a new worker: the shared counter of events done (it can only be inherited)."""
+def _start_worker(done: Synchronized[int], parent: int) -> None:
+    """In a new worker: die with the rebuild, and keep the shared counter of events done.
+
+    A worker waits on a pipe whose writing end it inherited itself, so it would never
+    see its parent go: killed (`kill -9`, the OOM killer), the rebuild would leave its
+    workers blocked for good, holding their scratch files. The kernel kills each worker
+    when its parent dies instead; a parent that died before this ran is seen by
+    `getppid` and the worker leaves at once. (The rebuild lock is a record lock, which
+    a fork does not inherit: a worker never holds it.) The counter can only be inherited.
+    """
+    _die_with_parent()
+    if os.getppid() != parent:
+        os._exit(1)
     _done_in_worker.append(done)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent ends (`prctl(PR_SET_PDEATHSIG)`)."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, os.strerror(error))
 
 
 def _build_scratch(events_path: Path, path: Path, name: str, until: int) -> Summary:
@@ -218,6 +251,7 @@ def check(
     number of differing rows.
     """
     with exclusive(settings):
+        remove_scratch_leftovers(settings)
         store = LogReader.open(settings.events_path)
         path = scratch_path(settings)
         scratch = open_scratch(path)
@@ -356,6 +390,27 @@ def _replace(main: sqlite3.Connection, projection: Projection, scratch: str) -> 
         "WHERE projection = ?",
         (projection.NAME,),
     )
+
+
+def remove_scratch_leftovers(settings: Settings) -> int:
+    """Remove what killed rebuilds left; call it holding the rebuild lock. How many files.
+
+    Under the lock no rebuild is running, so every scratch file is a leftover, and it
+    holds personal data (a forget since would have missed it).
+    """
+    leftovers = settings.scratch_leftovers()
+    for leftover in leftovers:
+        leftover.unlink(missing_ok=True)
+    return len(leftovers)
+
+
+def remove_scratch_leftovers_unless_busy(settings: Settings) -> int:
+    """`remove_scratch_leftovers`, unless a rebuild (or forget) is running: then none."""
+    try:
+        with exclusive(settings):
+            return remove_scratch_leftovers(settings)
+    except RebuildError:
+        return 0
 
 
 def scratch_path(settings: Settings, suffix: str = "") -> Path:

@@ -23,6 +23,8 @@ import structlog
 
 from app.eventlog.reads import SELECT_HEAD, LogReader
 from app.projection import projector as projector_module
+from app.projection.follower import REPLACED
+from app.projection.recovery import recover
 from app.sqlite import read_only_uri
 
 if TYPE_CHECKING:
@@ -78,9 +80,10 @@ class ProjectorSupervisor:
             checkpoints = await projections.execute_fetchall(projector_module.SELECT_CHECKPOINTS)
             errors = await projections.execute_fetchall(projector_module.COUNT_ERRORS)
             warnings = await projections.execute_fetchall(projector_module.COUNT_WARNINGS)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, ValueError) as exc:
             # A full disk or an I/O error can fail even a read; /readyz's own write probe
-            # says what that means for deliveries.
+            # says what that means for deliveries. (ValueError: aiosqlite's answer when the
+            # readers were closed meanwhile, to follow a rebuilt file.)
             log.warning("projection_status_unavailable", error=str(exc))
             return []
         statuses = projector_module.statuses_of(
@@ -97,7 +100,12 @@ class ProjectorSupervisor:
         return [dataclasses.asdict(status) for status in statuses]
 
     def _install(self) -> None:
-        """Create what is missing, and say where each projection stands."""
+        """Recover what a crash left, create what is missing, and say where each stands.
+
+        A damaged projections.db, or one ahead of the log, is moved aside first, and the
+        new one is projected from the start of the log.
+        """
+        recover(self._settings)
         store = LogReader.open(self._settings.events_path)
         conn = projector_module.connect(self._settings.projections_path)
         try:
@@ -160,11 +168,22 @@ class ProjectorSupervisor:
                 process_group=0,
             )
             code = await self._process.wait()
+            if code == REPLACED:
+                # A rebuild moved projections.db aside: the readers follow to the new file.
+                await self._close_readers()
+                await self._open()
+                continue
             log.error("follower_exited", returncode=code)
             await asyncio.sleep(RESTART_SECONDS)
 
     async def _open_then_follow(self) -> None:
         """Install the projections, then run the follower; retried while that fails."""
+        await self._open()
+        self._opened.set()
+        await self._supervise()
+
+    async def _open(self) -> None:
+        """Install the projections and open the readers, retried while that fails."""
         loop = asyncio.get_running_loop()
         while self._readers is None:
             try:
@@ -175,8 +194,6 @@ class ProjectorSupervisor:
                 # and they are projected once projections.db can be opened.
                 log.exception("projections_unavailable")
                 await asyncio.sleep(RESTART_SECONDS)
-        self._opened.set()
-        await self._supervise()
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[ProjectorSupervisor]:

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -22,6 +26,7 @@ from app.eventlog.schema import open_log
 from app.eventlog.store import EventStore, Outcome
 from app.ops import forget
 from app.ops.forget import sweep_once
+from app.ops.status import collect
 from app.projection.projector import Projector, connect
 from app.settings import Settings
 from app.sync import runner
@@ -44,6 +49,7 @@ from tests._helpers import (
     budi_customer,
     delivery,
     dump_tables,
+    eventually,
     forms,
     iso,
     log_count,
@@ -57,7 +63,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-    from tests._helpers import Dump
+    from tests._helpers import Dump, MakeClient
 
 
 @pytest.fixture
@@ -452,3 +458,266 @@ async def test_snapshots_are_forgotten_and_stay_forgotten_after_the_next_pass(
     again = _all_bytes(sync_settings.data_dir)
     assert [v for v in PERSONAL if v in again] == []
     assert log_count(sync_settings.data_dir) >= rows
+
+
+# --- a forget killed between its commits ------------------------------------------------------
+
+KILLED_FORGET = """
+import os, signal, sys
+from app import cli
+from app.ops import forget
+from app.ops.status import collect
+from app.projection import projector
+
+data_dir, step = sys.argv[1], sys.argv[2]
+
+def kill():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if step == "refolded partly":
+    # The first projection's re-fold has committed; the second is about to start.
+    original, calls = projector._delete, []
+    def delete(*args):
+        calls.append(1)
+        if len(calls) > 1:
+            kill()
+        original(*args)
+    projector._delete = delete
+else:
+    forget.reached = lambda name: kill() if name == step else None
+cli.main(["forget", "--data-dir", data_dir, "--customer", "cust_alice", "--yes"], environ={})
+"""
+KILL_STEPS = ["recorded", "refolded partly", "refolded", "scrubbed"]
+
+
+def _killed_forget(data_dir: Path, step: str) -> None:
+    """Run a forget in a process of its own and SIGKILL it right after `step` committed."""
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_FORGET, str(data_dir), step],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+
+
+def _pending(data_dir: Path) -> int:
+    """How many forget records `status` reports pending."""
+    log: dict[str, int] = collect(Settings(data_dir=data_dir))["log"]  # type: ignore[assignment]
+    return log["forget_pending"]
+
+
+def _alice_left(data_dir: Path) -> list[str]:
+    everything = _all_bytes(data_dir)
+    return [v for k, v in ALICE.items() if k != "later_email" for f in forms(v) if f in everything]
+
+
+@pytest.mark.parametrize("step", KILL_STEPS)
+def test_a_forget_killed_after_any_commit_is_completed_by_the_next_forget(
+    data_dir: Path, tmp_path: Path, step: str
+) -> None:
+    """The record is pending (and status says so) until the next forget completes it."""
+    _killed_forget(data_dir, step)
+    assert _rows(data_dir / "events.db", "SELECT customer_id FROM forget_records") == [(FORGOTTEN,)]
+    assert _pending(data_dir) == 1
+    if step == "recorded":
+        # The tables still show them: exactly what pending means.
+        assert _alice_left(data_dir)
+    assert _forget(data_dir, "--customer", KEPT, "--yes") == 0
+    assert _pending(data_dir) == 0
+    assert _alice_left(data_dir) == []
+    assert _live(data_dir) == _rebuilt(data_dir, tmp_path)
+
+
+@pytest.mark.parametrize("step", ["recorded", "refolded partly"])
+async def test_a_forget_killed_after_its_first_commit_is_completed_by_serve(
+    data_dir: Path, make_client: MakeClient, step: str
+) -> None:
+    """Started on a pending forget, serve completes it: no value of theirs in the tables."""
+    _killed_forget(data_dir, step)
+    assert _alice_left(data_dir)
+    await make_client(Settings(secrets=(SECRET,), data_dir=data_dir))
+
+    async def pending() -> int:
+        return _pending(data_dir)
+
+    await eventually(pending, lambda count: count == 0, "serve to complete the forget")
+    conn = sqlite3.connect(f"file:{data_dir / 'projections.db'}?mode=ro", uri=True)
+    try:
+        tables = "\n".join(conn.iterdump()).encode()
+    finally:
+        conn.close()
+    assert [v for k, v in ALICE.items() if k != "later_email" if v.encode() in tables] == []
+    assert _alice_left(data_dir) == []
+
+
+# --- forget near a full disk -------------------------------------------------------------------
+
+DISK_BYTES = 32 * 1024 * 1024
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path | None]:
+    """A tmpfs of `DISK_BYTES` of the test's own; None where mounting is not allowed."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mount, umount = shutil.which("mount"), shutil.which("umount")
+    options = f"size={DISK_BYTES},mode=0700"
+    mounted = (
+        mount is not None
+        and umount is not None
+        and subprocess.run(
+            [mount, "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)],
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+    )
+    if not mounted or umount is None:
+        yield None
+        return
+    try:
+        yield mount_point
+    finally:
+        subprocess.run([umount, str(mount_point)], check=True)
+
+
+def _big_log(directory: Path) -> None:
+    """The two people, and enough other orders to make the log a few MiB."""
+    populate_people(directory)
+    store = EventStore.open(directory / "events.db")
+    try:
+        store.append(
+            [
+                delivery(
+                    "order.created",
+                    {"id": f"order_bulk_{i}", "status": "active", "note": "x" * 2000},
+                    webhook_id=f"wh-bulk-{i}",
+                )
+                for i in range(1500)
+            ]
+        )
+    finally:
+        store.close()
+
+
+def _fill_to(disk: Path, free: int) -> None:
+    """Take the disk's space until `free` bytes are left."""
+    (disk / "filler").write_bytes(b"\0" * (shutil.disk_usage(disk).free - free))
+
+
+def _wal_bytes(data_dir: Path) -> int:
+    return sum(path.stat().st_size for path in data_dir.glob("*-wal"))
+
+
+def test_forget_refuses_to_start_without_room_for_its_rewrite(
+    small_disk: Path | None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """One sentence naming what it needs; not a byte written, the free space as it was."""
+    data_dir = (small_disk or tmp_path) / "data"
+    _big_log(data_dir)
+    if small_disk is not None:
+        _fill_to(small_disk, 4 * MiB)
+    else:  # no mounting here: the disk is said to have 4 MiB free
+        monkeypatch.setattr(forget, "free_bytes", lambda _directory: 4 * MiB)
+    files = _files(data_dir)
+    free = shutil.disk_usage(data_dir).free
+    assert _forget(data_dir, "--customer", FORGOTTEN, "--yes") == 1
+    err = capsys.readouterr().err
+    assert "forget needs about" in err
+    assert "MiB free on the disk of" in err
+    assert "Traceback" not in err
+    # Only the (empty) lock file is new: it was taken before looking.
+    assert _files(data_dir) == files | {"rebuild.lock": b""}
+    assert shutil.disk_usage(data_dir).free == free
+
+
+def test_a_disk_that_fills_during_forget_gets_its_space_back(
+    small_disk: Path | None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Something else took the room after the check: the WALs are emptied, one sentence.
+
+    The forget stays recorded and pending, and completes once there is room again.
+    """
+    data_dir = (small_disk or tmp_path) / "data"
+    _big_log(data_dir)
+    monkeypatch.setattr(forget, "require_space", lambda _settings: None)
+    if small_disk is not None:
+        _fill_to(small_disk, 2 * MiB)
+    else:  # no mounting here: SQLite's own limit on the file's pages stands for the disk
+        original = open_log
+
+        def limited(path: Path) -> sqlite3.Connection:
+            conn = original(path)
+            (pages,) = conn.execute("PRAGMA page_count").fetchone()
+            conn.execute(f"PRAGMA max_page_count = {pages + 64}")
+            return conn
+
+        monkeypatch.setattr(forget, "open_log", limited)
+    # A `serve` beside it keeps the log open: closing forget's connection does not
+    # remove the WAL then, only truncating it gives the space back.
+    beside = sqlite3.connect(data_dir / "events.db")
+    try:
+        beside.execute("SELECT COUNT(*) FROM events").fetchone()
+        free = shutil.disk_usage(data_dir).free
+        assert _forget(data_dir, "--customer", FORGOTTEN, "--yes") == 1
+        assert _wal_bytes(data_dir) == 0
+    finally:
+        beside.close()
+    err = capsys.readouterr().err
+    assert "filled up during forget" in err
+    assert "Traceback" not in err
+    # The log keeps its few new rows (the record and the redactions), nothing more.
+    assert shutil.disk_usage(data_dir).free >= free - 256 * 1024
+    assert _pending(data_dir) == 1
+    monkeypatch.undo()
+    if small_disk is not None:
+        (small_disk / "filler").unlink()
+    assert _forget(data_dir, "--customer", KEPT, "--yes") == 0
+    assert _pending(data_dir) == 0
+    assert _alice_left(data_dir) == []
+
+
+def test_forget_refuses_while_a_moved_aside_projections_db_holds_values(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A copy serve or rebuild moved aside is named, with the `rm`; nothing is changed."""
+    aside = data_dir / "projections.db.damaged-20261205T000000Z"
+    shutil.copyfile(data_dir / "projections.db", aside)
+    aside.chmod(0o600)  # as the rename that moved it aside left it
+    files = _files(data_dir)
+    assert _forget(data_dir, "--customer", FORGOTTEN, "--yes") == 1
+    err = capsys.readouterr().err
+    assert f"rm {aside}" in err
+    assert "Traceback" not in err
+    after = _files(data_dir)
+    assert [after[name] for name in files if not name.endswith(("-wal", "-shm"))] == [
+        content for name, content in files.items() if not name.endswith(("-wal", "-shm"))
+    ]
+    aside.unlink()
+    assert _forget(data_dir, "--customer", FORGOTTEN, "--yes") == 0
+    assert _alice_left(data_dir) == []
+
+
+async def test_serve_removes_what_a_killed_rebuild_left(
+    data_dir: Path, make_client: MakeClient
+) -> None:
+    """Scratch files hold personal data: serve's sweep removes them when no rebuild runs."""
+    settings = Settings(secrets=(SECRET,), data_dir=data_dir)
+    leftover = settings.scratch_path("-customers")
+    leftover.write_bytes(ALICE["email"].encode())
+    await make_client(settings)
+
+    async def left() -> bool:
+        return leftover.exists()
+
+    await eventually(left, lambda exists: not exists, "the leftover to be removed")

@@ -42,6 +42,7 @@ def test_status_counts_events_no_projection_reads(
         "last_delivery_at": "x",  # the received_at of the newest signed row
         "unknown_type_events": 1,
         "forget_records": 0,
+        "forget_pending": 0,
     }
     assert report["sync"] == {"finished_at": None, "ok": None}
     # Reading only: no projections.db is made, and every projection is still to be filled.

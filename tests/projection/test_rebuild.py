@@ -5,9 +5,12 @@ Last, end to end: `rebuild` while `serve` takes deliveries, both as real process
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -19,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 import projections
@@ -40,6 +44,7 @@ from tests._helpers import (
     app_env,
     delivery,
     dump_tables,
+    processes_mentioning,
     sample,
     wait_until,
 )
@@ -608,3 +613,113 @@ def test_rebuild_while_serving_loses_nothing(serve: ServeProcess, tmp_path: Path
     status = json.loads(_app("status", "--json", "--data-dir", str(data_dir)).stdout)
     assert status["log"]["events"] == len(statuses)
     assert all(not p["stale"] and p["lag"] == 0 for p in status["projections"])
+
+
+# --- a rebuild killed from outside ----------------------------------------------------------
+
+_KILLABLE_ORDERS = 12_000
+_base_logs: dict[str, Path] = {}
+
+
+def _killable_log(factory: pytest.TempPathFactory) -> Path:
+    """A data directory whose rebuild takes a second or so, made once and copied per example."""
+    if "base" not in _base_logs:
+        harness = Live(factory.mktemp("killable") / "data")
+        try:
+            harness.log(
+                [
+                    delivery(
+                        "order.created",
+                        sample("order.created", id=f"order_{i}", customer={"id": f"cust_{i % 9}"}),
+                        webhook_id=f"wh-o{i:06d}",
+                    )
+                    for i in range(_KILLABLE_ORDERS)
+                ]
+            )
+            harness.send("customer.created", sample("customer.created", id="cust_1"))
+        finally:
+            harness.close()
+        _base_logs["base"] = harness.settings.data_dir
+    copy = factory.mktemp("killed") / "data"
+    shutil.copytree(_base_logs["base"], copy)
+    copy.chmod(0o700)
+    return copy
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+
+
+@hypothesis_settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(delay=st.one_of(st.none(), st.floats(min_value=0.0, max_value=1.0)))
+def test_a_rebuild_killed_at_any_moment_leaves_no_process_and_no_lock(
+    tmp_path_factory: pytest.TempPathFactory, delay: float | None
+) -> None:
+    """SIGKILL of the rebuild alone (not its group): its workers go too, the lock is free.
+
+    Killed at once (`delay` None), or `delay` seconds after its workers were forked.
+    """
+    data_dir = _killable_log(tmp_path_factory)
+    rebuilding = subprocess.Popen(
+        [sys.executable, "-m", "app", "rebuild", "--data-dir", str(data_dir)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        if delay is not None:
+            wait_until(lambda: len(processes_mentioning(str(data_dir))) > 1, "the workers")
+            time.sleep(delay)  # the moment of the kill, which hypothesis varies: not a wait
+        rebuilding.kill()
+        rebuilding.wait(timeout=10)
+        wait_until(
+            lambda: not processes_mentioning(str(data_dir)), "the killed rebuild's workers to go"
+        )
+        again = _cli("rebuild", "--data-dir", str(data_dir))
+        assert again.returncode == 0, again.stderr.decode()
+        assert b"orders: " in again.stdout
+        assert not list(data_dir.glob("rebuild-scratch*"))
+        forgot = _cli("forget", "--customer", "cust_1", "--yes", "--data-dir", str(data_dir))
+        assert forgot.returncode == 0, forgot.stderr.decode()
+        assert not processes_mentioning(str(data_dir))
+    finally:
+        # Whatever failed above, nothing of this example outlives it.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(rebuilding.pid, signal.SIGKILL)
+        for pid in processes_mentioning(str(data_dir)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_killed_rebuilds_scratch_files_are_removed_by_the_next_rebuild(live: Live) -> None:
+    """Scratch files hold personal data: whatever a killed rebuild left, the next removes."""
+    live.send("customer.created", sample("customer.created"))
+    leftovers = [live.settings.scratch_path(suffix) for suffix in ("-customers", "-gone", "")]
+    for leftover in leftovers:
+        leftover.write_bytes(b"john@example.com")
+    rebuild(live.settings, select(projections.discover(), ["orders"]), io.StringIO())
+    assert not list(live.settings.data_dir.glob("rebuild-scratch*"))
+
+
+def test_a_record_lock_is_not_held_by_a_forked_child(live: Live) -> None:
+    """A child forked while the rebuild lock is held (a worker) does not hold it after."""
+    with exclusive(live.settings):
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child only waits to be killed
+            signal.pause()
+            os._exit(0)
+    try:
+        with exclusive(live.settings):
+            pass  # taken while the child still has every descriptor of the parent
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
