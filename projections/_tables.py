@@ -31,6 +31,8 @@ class ChildTable:
     parent_column: str
     register: str
     columns: tuple[tuple[str, str], ...]
+    # Columns whose TEXT holds JSON: a copy elsewhere (PostgreSQL's jsonb) can type them.
+    json_columns: frozenset[str] = frozenset()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -53,6 +55,8 @@ class EntityTable:
     children: tuple[ChildTable, ...] = ()
     history: HistoryTable | None = None
     indexes: tuple[tuple[str, ...], ...] = ()
+    # Columns whose TEXT holds JSON: a copy elsewhere (PostgreSQL's jsonb) can type them.
+    json_columns: frozenset[str] = frozenset()
 
     @property
     def state_table(self) -> str:

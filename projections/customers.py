@@ -66,6 +66,7 @@ TABLE = EntityTable(
     ),
     children=(ADDRESSES,),
     indexes=(("email",), ("phone_number",), ("created_at",)),
+    json_columns=frozenset({"tags"}),
 )
 
 

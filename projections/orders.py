@@ -67,6 +67,7 @@ TABLE = EntityTable(
     ),
     children=(LINE_ITEMS,),
     indexes=(("customer_id",), ("status",), ("created_at",), ("order_id",)),
+    json_columns=frozenset({"tags"}),
 )
 
 

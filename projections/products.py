@@ -58,6 +58,7 @@ TABLE = EntityTable(
     ),
     children=(VARIANTS,),
     indexes=(("product_id",), ("status",)),
+    json_columns=frozenset({"media", "options", "tags", "types"}),
 )
 
 AnyList = list[Any] | None | UnsetType

@@ -13,9 +13,10 @@ import pytest
 from app.eventlog.signature import sign
 from app.http.main import create_app
 from app.settings import Settings
+from tests._postgres import PostgresServer, running_server
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterator
     from pathlib import Path
 
     from aiohttp import web
@@ -122,3 +123,16 @@ async def post(client: Client, body: bytes, headers: dict[str, str]) -> tuple[in
     async with client.post("/webhooks", data=body, headers=headers) as resp:
         assert resp.content_type == "application/json"
         return resp.status, await resp.json()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the whole run, started on first use (about a second)."""
+    with running_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """Its connection URL, with the password that must never reach a log line."""
+    return postgres_server.url
