@@ -48,6 +48,7 @@ import collections
 import contextlib
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import math
 import os
@@ -540,6 +541,10 @@ class Publisher:
         self.schema = schema
         self.building_schema = schema + BUILDING_SUFFIX
         self.views = dict(views or {})
+        self._views_digest = hashlib.sha256(
+            json.dumps(sorted(self.views.items())).encode()
+        ).hexdigest()
+        self._stored_views: str | None = None
         self.tables = {t.name: t for t in published_tables(projections)}
         self.projections = tuple(p.NAME for p in projections)
         self.cursor: str | None = None
@@ -602,6 +607,7 @@ class Publisher:
                     " singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),"
                     " cursor text,"
                     " building text[] NOT NULL DEFAULT '{{}}',"
+                    " views text,"
                     " committed_at timestamptz NOT NULL DEFAULT now())"
                 ).format(sql.Identifier(self.schema, STATE_TABLE))
             )
@@ -622,17 +628,30 @@ class Publisher:
                 self._start_building(projection)
             if missing:
                 self._write_state()
+            if not self.building and self._views_digest != self._stored_views:
+                # New or changed views reach the published schema without waiting for a
+                # swap; unchanged ones are left alone (dropping them would drop a user's
+                # views built on them).
+                self._create_views()
 
     def _read_state(self) -> None:
         row = self.conn.execute(
-            sql.SQL("SELECT cursor, building FROM {}").format(
+            sql.SQL("SELECT cursor, building, views FROM {}").format(
                 sql.Identifier(self.schema, STATE_TABLE)
             )
         ).fetchone()
         if row is None:  # pragma: no cover - inserted by _bootstrap
             raise RuntimeError("publish state row missing")
-        self.cursor, building = row
+        self.cursor, building, self._stored_views = row
         self.building = set(building)
+
+    def _create_views(self) -> None:
+        create_views(self.conn, self.schema, self.views)
+        self._stored_views = self._views_digest
+        self.conn.execute(
+            sql.SQL("UPDATE {} SET views = %s").format(sql.Identifier(self.schema, STATE_TABLE)),
+            [self._views_digest],
+        )
 
     def _write_state(self) -> None:
         self.conn.execute(
@@ -839,8 +858,8 @@ class Publisher:
                     self._grant(live, grantee, privilege, grantable=grantable)
         self.building.clear()
         self._read_live_columns()
-        if self.views:
-            create_views(self.conn, self.schema, self.views)
+        # Dropping the old tables dropped the views on them.
+        self._create_views()
         return projections
 
     def _grant(
@@ -882,8 +901,9 @@ def create_views(conn: psycopg.Connection[TupleRow], schema: str, views: Mapping
     """Create (again) the views of SPEC §11 in `schema`, from their `SELECT` statements.
 
     The hook for the dashboard's views, written once in SQL that SQLite and PostgreSQL
-    both read: each value is the query after `AS`, naming the tables unqualified. Called
-    in the swap's transaction, since dropping the old tables dropped the views on them.
+    both read: each value is the query after `AS`, naming the tables unqualified. The
+    publisher calls it in every swap's transaction (dropping the old tables dropped the
+    views on them), and at start when the views differ from those it last created.
     """
     conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
     for name, select in views.items():

@@ -6,6 +6,7 @@ import collections
 import datetime as dt
 import itertools
 import json
+import sqlite3
 import threading
 import uuid
 from decimal import Decimal
@@ -39,6 +40,9 @@ from app.publish.postgres import (
     read_line,
     read_status,
 )
+from tests._helpers import delivery
+from tests._populated import append_and_project
+from tests.test_layers import ROOT, imported_modules
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -449,6 +453,11 @@ class TestReset:
             assert reader.execute(
                 "SELECT has_table_privilege(%s, %s, 'SELECT')", [role, f"{schema}.orders"]
             ).fetchone() == (True,)
+            # A changed view reaches PostgreSQL at the next start, without a rebuild.
+            views = {"order_count": "SELECT count(*) + 1 AS n FROM orders"}
+            with Publisher.connect(postgres_url, PROJECTIONS, schema=schema, views=views):
+                pass
+            assert rows(reader, schema, "SELECT n FROM {s}.order_count") == [(3,)]
         finally:
             drop(postgres_url, schema)
             reader.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
@@ -677,3 +686,164 @@ class TestReadLine:
         """Anything else is an error, not a silent skip."""
         with pytest.raises(FeedLineError):
             read_line(text)
+
+
+# --- The same tables as projections.db ---------------------------------------------------
+
+
+def sqlite_schema() -> sqlite3.Connection:
+    """An empty projections.db, from the projections' own DDL."""
+    conn = sqlite3.connect(":memory:")
+    for projection in PROJECTIONS:
+        for statement in projection.TABLE.ddl():
+            conn.execute(statement)
+    return conn
+
+
+class TestSameAsSQLite:
+    """The published schema and rows equal projections.db's, types normalised."""
+
+    def test_schema(
+        self, publisher: Publisher, reader: psycopg.Connection[Any], schema: str
+    ) -> None:
+        """Every user table of projections.db: same columns in order, keys, index names."""
+        publisher.apply([], at_head=True)
+        lite = sqlite_schema()
+        user_tables = [
+            name
+            for (name,) in lite.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if not name.startswith("_")
+        ]
+        assert sorted(user_tables) == sorted(TABLES)
+        for name in user_tables:
+            info = lite.execute(f"PRAGMA table_info({name})").fetchall()
+            columns = [row[1] for row in info]
+            key = [row[1] for row in sorted(info, key=lambda r: r[5]) if row[5]]
+            assert columns == [
+                c
+                for (c,) in reader.execute(
+                    "SELECT column_name FROM information_schema.columns"
+                    " WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+                    [schema, name],
+                )
+            ]
+            assert key == list(TABLES[name].primary_key)
+            lite_indexes = {
+                row[1]
+                for row in lite.execute(f"PRAGMA index_list({name})")
+                if not row[1].startswith("sqlite_autoindex")
+            }
+            pg_indexes = {
+                i
+                for (i,) in reader.execute(
+                    "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = %s",
+                    [schema, name],
+                )
+                if not i.endswith("_pkey")
+            }
+            assert lite_indexes == pg_indexes
+
+    def test_rows_of_a_real_projection(
+        self, publisher: Publisher, reader: psycopg.Connection[Any], schema: str, tmp_path: Path
+    ) -> None:
+        """Rows the projections wrote, published one line each, read back equal."""
+        events: list[tuple[str, dict[str, Any]]] = [
+            (
+                "customer.created",
+                {
+                    "id": "cu1",
+                    "email": "a@x.id",
+                    "tags": ["vip"],
+                    "addresses": [{"id": "ad1", "city": "Bandung", "zip": "40111"}],
+                    "createdAt": "2024-03-02T06:59:00+07:00",
+                },
+            ),
+            (
+                "order.created",
+                {
+                    "id": "o1",
+                    "status": "paid",
+                    "total": 150000.75,
+                    "currency": "IDR",
+                    "customer": {"id": "cu1", "email": "a@x.id"},
+                    "lineItems": [{"id": "li1", "title": "Kopi", "quantity": 2, "price": 75000}],
+                    "tags": [],
+                    "createdAt": "2024-01-15T10:30:00.000Z",
+                    "updatedAt": "not a date",
+                },
+            ),
+            (
+                "product.created",
+                {
+                    "id": "p1",
+                    "name": "Kopi",
+                    "media": [{"url": "https://x.id/k.jpg"}],
+                    "options": [{"name": "Size", "values": ["S", "L"]}],
+                    "tags": ["drink"],
+                    "types": ["food"],
+                    "variants": [{"id": "v1", "key": "S", "price": 15000.5, "inventorySku": "K"}],
+                    "createdAt": "2024-01-15T10:30:00",
+                },
+            ),
+            ("product.deleted", {"id": "p2"}),
+            ("message.status.updated", {"messageId": "m1", "status": "read", "to": "+62"}),
+            ("message.received", {"messageId": "m2", "from": "+62", "body": "halo"}),
+        ]
+        append_and_project(
+            tmp_path,
+            [
+                delivery(kind, body, webhook_id=f"evt_{n}", timestamp=1_705_000_000 + n)
+                for n, (kind, body) in enumerate(events)
+            ],
+        )
+        lite = sqlite3.connect(tmp_path / "projections.db")
+        lines: list[FeedLine] = []
+        for table in TABLES.values():
+            names = [c.name for c in table.columns]
+            for values in lite.execute(f"SELECT {', '.join(names)} FROM {table.name}"):
+                row = dict(zip(names, values, strict=True))
+                key = {k: row[k] for k in table.primary_key}
+                lines.append(
+                    RowChange(cursor(len(lines) + 1), table.projection, table.name, key, row)
+                )
+        publisher.apply(lines)
+        for table in TABLES.values():
+            names = [c.name for c in table.columns]
+            order_by = ", ".join(table.primary_key)
+            query = f"SELECT {', '.join(names)} FROM {{}}.{table.name} ORDER BY {order_by}"
+            want = [
+                tuple(normalised(c, v) for c, v in zip(table.columns, r, strict=True))
+                for r in lite.execute(query.format("main"))
+            ]
+            got = reader.execute(query.format(sql.Identifier(schema).as_string(reader))).fetchall()
+            assert got == want, table.name
+            assert want, f"{table.name}: the sample events leave it empty"
+
+
+def normalised(column: Column, value: Any) -> Any:
+    """What a SQLite value of `column` reads as from PostgreSQL, computed independently."""
+    if value is None:
+        return None
+    match column.pg_type:
+        case "timestamptz":
+            try:
+                parsed = dt.datetime.fromisoformat(value)
+            except ValueError:
+                return None
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+        case "numeric":
+            return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+        case "jsonb":
+            return json.loads(value)
+    return value
+
+
+def test_the_publish_package_depends_on_the_projections_only() -> None:
+    """app/publish imports nothing of `app` (it moves while the tree is reorganised)."""
+    found = [
+        f"{path.relative_to(ROOT)}: {module}"
+        for path in sorted((ROOT / "app" / "publish").rglob("*.py"))
+        for module in sorted(imported_modules(path))
+        if module == "app" or (module.startswith("app.") and not module.startswith("app.publish"))
+    ]
+    assert found == []
