@@ -65,7 +65,15 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    # A killed process its parent has not reaped yet is dead all the same.
+    with contextlib.suppress(OSError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
     return True
+
+
+class PostgresStartError(RuntimeError):
+    """initdb or pg_ctl failed; the message holds their output and the server's log."""
 
 
 class PostgresServer:
@@ -96,16 +104,20 @@ class PostgresServer:
         return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/postgres"
 
     def _run(self, *args: str) -> None:
-        subprocess.run(
+        done = subprocess.run(
             [str(BIN / args[0]), *args[1:]],
-            check=True,
+            check=False,
             capture_output=True,
+            text=True,
             timeout=START_TIMEOUT_SECONDS,
             user=self._user,
             group=self._user,
             extra_groups=[] if self._user else None,
             cwd=self.root,
         )
+        if done.returncode:
+            log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+            raise PostgresStartError(f"{args[0]} failed: {done.stderr.strip()}\n{log}")
 
     def start(self) -> None:
         """Create the cluster with a password and start it, waiting until it accepts connections."""
@@ -121,7 +133,16 @@ class PostgresServer:
             *("--no-sync", "--no-instructions"),
         )
         pwfile.unlink()
-        self.resume()
+        for attempt in range(3):
+            try:
+                self.resume()
+            except PostgresStartError:
+                # Another process took the port between choosing it and binding it.
+                if attempt == 2:
+                    raise
+                self.port = _free_port()
+            else:
+                return
 
     def resume(self) -> None:
         """Start the initialised server (again), on the same port."""
@@ -137,7 +158,7 @@ class PostgresServer:
         pid = _postmaster_pid(self.data)
         if pid is None or not _alive(pid):
             return
-        with contextlib.suppress(subprocess.SubprocessError):
+        with contextlib.suppress(subprocess.SubprocessError, PostgresStartError):
             self._run("pg_ctl", "-D", str(self.data), "-w", "-m", "fast", "stop")
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
