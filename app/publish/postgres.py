@@ -117,7 +117,7 @@ class Batch:
     """Lines applied in one transaction; `at_head` when no line followed them yet."""
 
     lines: Sequence[FeedLine]
-    at_head: bool = True
+    at_head: bool
 
 
 class FeedLineError(ValueError):
@@ -507,7 +507,10 @@ class Applied:
     lines: int
     skipped: int
     swapped: tuple[str, ...]
+    # `table.column` -> values written other than sent (NULL, JSON string, U+FFFD).
     unreadable: Mapping[str, int]
+    # why -> lines not applied (unknown projection or table, a key column unusable).
+    ignored: Mapping[str, int]
 
 
 @dataclasses.dataclass(slots=True)
@@ -689,13 +692,17 @@ class Publisher:
 
     # -- batches --
 
-    def apply(self, lines: Iterable[FeedLine], *, at_head: bool = True) -> Applied:
+    def apply(self, lines: Iterable[FeedLine], *, at_head: bool) -> Applied:
         """Apply feed lines in one transaction with their cursor, then notify listeners.
 
         `at_head` says no line follows these yet: tables being built beside the live
-        ones are complete, and are swapped in by this same transaction.
+        ones are complete, and are swapped in by this same transaction. It has no
+        default because a wrong True would show a half-built table. The batch's rows
+        are held in memory until its COPY: the caller bounds its size (a few thousand
+        lines keeps a rebuild's bulk load fast and small).
         """
         unreadable: collections.Counter[str] = collections.Counter()
+        ignored: collections.Counter[str] = collections.Counter()
         count = skipped = 0
         swapped: tuple[str, ...] = ()
         before = self.cursor
@@ -706,16 +713,7 @@ class Publisher:
                 before = self.cursor
                 self._fresh = set()
                 pending: dict[tuple[str, str], _Pending] = {}
-                for line in lines:
-                    count += 1
-                    if self.cursor is not None and line.cursor <= self.cursor:
-                        skipped += 1
-                        continue
-                    if isinstance(line, Reset):
-                        self._reset(line.projection, pending, unreadable)
-                    else:
-                        self._collect(line, pending, unreadable)
-                    self.cursor = line.cursor
+                count, skipped = self._gather(lines, pending, unreadable, ignored)
                 self._flush(pending)
                 if at_head and self.building:
                     swapped = self._swap()
@@ -734,9 +732,32 @@ class Publisher:
                 columns=dict(sorted(unreadable.items())),
                 note="written as NULL, as a JSON string, or with U+FFFD; SQLite keeps them",
             )
+        if ignored:
+            # A newer feed than this code knows (a projection or table added since).
+            log.warning("publish_lines_ignored", reasons=dict(sorted(ignored.items())))
         if swapped:
             log.info("publish_tables_swapped", projections=list(swapped), schema=self.schema)
-        return Applied(self.cursor, count, skipped, swapped, dict(unreadable))
+        return Applied(self.cursor, count, skipped, swapped, dict(unreadable), dict(ignored))
+
+    def _gather(
+        self,
+        lines: Iterable[FeedLine],
+        pending: dict[tuple[str, str], _Pending],
+        unreadable: collections.Counter[str],
+        ignored: collections.Counter[str],
+    ) -> tuple[int, int]:
+        count = skipped = 0
+        for line in lines:
+            count += 1
+            if self.cursor is not None and line.cursor <= self.cursor:
+                skipped += 1
+                continue
+            if isinstance(line, Reset):
+                self._reset(line.projection, pending, ignored)
+            else:
+                self._collect(line, pending, unreadable, ignored)
+            self.cursor = line.cursor
+        return count, skipped
 
     def _resync(self) -> None:
         if self.conn.closed:
@@ -749,10 +770,10 @@ class Publisher:
         self,
         projection: str,
         pending: dict[tuple[str, str], _Pending],
-        unreadable: collections.Counter[str],
+        ignored: collections.Counter[str],
     ) -> None:
         if projection not in self.projections:
-            unreadable[f"{projection} (unknown projection)"] += 1
+            ignored[f"reset of unknown projection {projection}"] += 1
             return
         names = {t.name for t in self._tables_of(projection)}
         # Changes before the reset still reach the live tables, which stay readable until
@@ -767,17 +788,18 @@ class Publisher:
         line: RowChange,
         pending: dict[tuple[str, str], _Pending],
         unreadable: collections.Counter[str],
+        ignored: collections.Counter[str],
     ) -> None:
         table = self.tables.get(line.table)
         if table is None or table.projection != line.projection:
-            unreadable[f"{line.table} (unknown table)"] += 1
+            ignored[f"unknown table {line.projection}.{line.table}"] += 1
             return
         key: list[object] = []
         for name in table.primary_key:
             raw = line.key.get(name, line.row.get(name) if line.row else None)
             value, exact = convert(table.column(name), raw)
             if value is None or not exact:
-                unreadable[f"{table.name}.{name} (key: line skipped)"] += 1
+                ignored[f"unusable key {table.name}.{name}"] += 1
                 return
             key.append(value)
         row: tuple[object, ...] | None = None

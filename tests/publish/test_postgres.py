@@ -79,6 +79,13 @@ def reader(postgres_url: str) -> Iterator[psycopg.Connection[Any]]:
         yield conn
 
 
+@pytest.fixture(scope="module")
+def module_reader(postgres_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection kept across a property test's examples (they only read)."""
+    with connect(postgres_url) as conn:
+        yield conn
+
+
 @pytest.fixture
 def publisher(postgres_url: str, schema: str) -> Iterator[Publisher]:
     with Publisher.connect(postgres_url, PROJECTIONS, schema=schema) as publisher:
@@ -208,6 +215,36 @@ class TestSchema:
         ]
 
 
+ZONES = [None, dt.UTC, dt.timezone(dt.timedelta(hours=7)), dt.timezone(-dt.timedelta(hours=14))]
+
+
+def values() -> st.SearchStrategy[object]:
+    """Values of every kind a row may carry, with the edges PostgreSQL refuses."""
+    number = st.from_regex(r"\A-?[0-9]{1,6}(\.[0-9]{0,4})?([eE][-+]?[0-9]{1,6})?\Z")
+    json_text = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+        max_leaves=6,
+    ).map(lambda v: json.dumps(v, allow_nan=True))
+    # What st.text() rarely or never draws: NUL, lone surrogates, escapes.
+    awkward = st.text(st.sampled_from(["a", "\x00", "\ud800", "\udc00", "é", "\\", '"']))
+    return st.one_of(
+        awkward,
+        awkward.map(json.dumps),
+        awkward.map(lambda t: json.dumps([t])),
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.text(),
+        number,
+        number.map(lambda n: f"[{n}]"),
+        json_text,
+        json_text.map(lambda t: t[:-1]),
+        st.datetimes(timezones=st.sampled_from(ZONES)).map(lambda d: d.isoformat()),
+    )
+
+
 class TestApply:
     """Upsert by key, delete on null, cursor and rows in one transaction."""
 
@@ -221,9 +258,12 @@ class TestApply:
                 order(2, "o2", status="paid"),
                 item(3, "o1", 0, title="Tea", quantity=2, price=5),
                 item(4, "o1", 1, title="Cup", quantity=1, price=3.25),
-            ]
+            ],
+            at_head=True,
         )
-        publisher.apply([order(5, "o1", status="paid", total=10), gone(6, "o2"), item(7, "o1", 1)])
+        publisher.apply(
+            [order(5, "o1", status="paid", total=10), gone(6, "o2"), item(7, "o1", 1)], at_head=True
+        )
         assert rows(reader, schema, "SELECT id, status, total, currency FROM {s}.orders") == [
             ("o1", "paid", Decimal(10), None)
         ]
@@ -246,7 +286,8 @@ class TestApply:
                     created_at="2024-03-02T06:59:00+07:00",
                     updated_at="2024-03-02T00:00:00",
                 )
-            ]
+            ],
+            at_head=True,
         )
         ((total, tags, created, updated),) = rows(
             reader, schema, "SELECT total, tags, created_at, updated_at FROM {s}.orders"
@@ -274,7 +315,8 @@ class TestApply:
                         customer_email="a@example.com",
                     ),
                     item(2, "o1", 0, title="\ud800", price="1e999999", quantity=float("inf")),
-                ]
+                ],
+                at_head=True,
             )
         assert rows(
             reader,
@@ -296,6 +338,17 @@ class TestApply:
         }
         (warning,) = [e for e in logs if e["event"] == "publish_values_unreadable"]
         assert "yesterday" not in str(warning)
+
+    @pytest.mark.parametrize("kind", ["text", "numeric", "bigint", "timestamptz", "jsonb"])
+    @given(value=values())
+    def test_postgresql_takes_every_converted_value(
+        self, module_reader: psycopg.Connection[Any], kind: str, value: object
+    ) -> None:
+        """Whatever SQLite or the feed may hold, the converted value never fails the batch."""
+        converted, exact = convert(Column("c", kind), value)
+        module_reader.execute(sql.SQL("SELECT %s::{}").format(sql.SQL(kind)), [converted])
+        if exact and value is not None and kind == "timestamptz":
+            assert converted is not None
 
     @pytest.mark.parametrize(
         ("kind", "value", "stored"),
@@ -325,12 +378,33 @@ class TestApply:
         # And PostgreSQL takes what is left.
         reader.execute(sql.SQL("SELECT %s::{}").format(sql.SQL(kind)), [converted])
 
+    def test_lines_of_unknown_tables_are_ignored_and_counted(
+        self, publisher: Publisher, reader: psycopg.Connection[Any], schema: str
+    ) -> None:
+        """A newer feed's table or projection, or a line without its key, moves the cursor on."""
+        applied = publisher.apply(
+            [
+                RowChange(cursor(1), "refunds", "refunds", {"id": "r1"}, {"id": "r1"}),
+                Reset("refunds", cursor(2)),
+                RowChange(cursor(3), "orders", "orders", {}, {"status": "x"}),
+                order(4, "o1"),
+            ],
+            at_head=True,
+        )
+        assert applied.ignored == {
+            "unknown table refunds.refunds": 1,
+            "reset of unknown projection refunds": 1,
+            "unusable key orders.id": 1,
+        }
+        assert applied.cursor == cursor(4)
+        assert rows(reader, schema, "SELECT id FROM {s}.orders") == [("o1",)]
+
     def test_lines_already_applied_are_skipped(
         self, publisher: Publisher, reader: psycopg.Connection[Any], schema: str
     ) -> None:
         """A feed read again from an older cursor changes nothing twice."""
-        publisher.apply([order(1, "o1", status="a"), order(2, "o1", status="b")])
-        applied = publisher.apply([order(1, "o1", status="a"), order(3, "o2")])
+        publisher.apply([order(1, "o1", status="a"), order(2, "o1", status="b")], at_head=True)
+        applied = publisher.apply([order(1, "o1", status="a"), order(3, "o2")], at_head=True)
         assert applied.skipped == 1
         assert rows(reader, schema, "SELECT id, status FROM {s}.orders ORDER BY id") == [
             ("o1", "b"),
@@ -342,19 +416,21 @@ class TestApply:
     ) -> None:
         """Killed mid-batch: nothing of it is committed; resumed, nothing missing or twice."""
         lines = [order(n, f"o{n % 3}", status=str(n)) for n in range(1, 10)]
-        publisher.apply(lines[:3])
+        publisher.apply(lines[:3], at_head=True)
 
         def dies_midway() -> Iterator[FeedLine]:
             yield from lines[3:6]
             raise KeyboardInterrupt
 
         with pytest.raises(KeyboardInterrupt):
-            publisher.apply(dies_midway())
+            publisher.apply(dies_midway(), at_head=True)
         publisher.close()
         assert rows(reader, schema, "SELECT cursor FROM {s}._publish_state") == [(cursor(3),)]
         with Publisher.connect(postgres_url, PROJECTIONS, schema=schema) as again:
             assert again.cursor == cursor(3)
-            again.apply([line for line in lines if line.cursor > (again.cursor or "")])
+            again.apply(
+                [line for line in lines if line.cursor > (again.cursor or "")], at_head=True
+            )
         assert rows(reader, schema, "SELECT id, status FROM {s}.orders ORDER BY id") == [
             ("o0", "9"),
             ("o1", "7"),
@@ -366,7 +442,7 @@ class TestApply:
     ) -> None:
         """NOTIFY bitbybit_changes carries the cursor, delivered at commit."""
         reader.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
-        publisher.apply([order(1, "o1"), order(2, "o2")])
+        publisher.apply([order(1, "o1"), order(2, "o2")], at_head=True)
         (notice,) = list(reader.notifies(timeout=5, stop_after=1))
         assert (notice.channel, notice.payload) == (CHANNEL, cursor(2))
 
@@ -374,8 +450,8 @@ class TestApply:
         self, publisher: Publisher, reader: psycopg.Connection[Any], schema: str
     ) -> None:
         """After a forget's changes, the tables can be vacuumed (plain or full)."""
-        publisher.apply([order(1, "o1", customer_email="x@example.com")])
-        publisher.apply([order(2, "o1")])
+        publisher.apply([order(1, "o1", customer_email="x@example.com")], at_head=True)
+        publisher.apply([order(2, "o1")], at_head=True)
         publisher.vacuum(["orders", "order_line_items"])
         publisher.vacuum(["orders"], full=True)
         assert rows(reader, schema, "SELECT customer_email FROM {s}.orders") == [(None,)]
@@ -392,9 +468,10 @@ class TestReset:
             [
                 order(1, "old"),
                 RowChange(cursor(2), "customers", "customers", {"id": "c1"}, {"id": "c1"}),
-            ]
+            ],
+            at_head=True,
         )
-        applied = publisher.apply([Reset("orders", cursor(3)), order(4, "new")])
+        applied = publisher.apply([Reset("orders", cursor(3)), order(4, "new")], at_head=True)
         assert applied.swapped == ("orders",)
         assert rows(reader, schema, "SELECT id FROM {s}.orders") == [("new",)]
         assert rows(reader, schema, "SELECT id FROM {s}.customers") == [("c1",)]
@@ -403,7 +480,7 @@ class TestReset:
         self, publisher: Publisher, reader: psycopg.Connection[Any], schema: str
     ) -> None:
         """A reader counting in a loop during a reset and its batches never sees a dip."""
-        publisher.apply([order(n, f"o{n}") for n in range(1, 301)])
+        publisher.apply([order(n, f"o{n}") for n in range(1, 301)], at_head=True)
         counts: list[int] = []
         errors: list[BaseException] = []
         done = threading.Event()
@@ -442,13 +519,15 @@ class TestReset:
         reader.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
         try:
             with Publisher.connect(postgres_url, PROJECTIONS, schema=schema, views=views) as pub:
-                pub.apply([order(1, "o1")])
+                pub.apply([order(1, "o1")], at_head=True)
                 reader.execute(
                     sql.SQL("GRANT SELECT ON {} TO {}").format(
                         sql.Identifier(schema, "orders"), sql.Identifier(role)
                     )
                 )
-                pub.apply([Reset("orders", cursor(2)), order(3, "o2"), order(4, "o3")])
+                pub.apply(
+                    [Reset("orders", cursor(2)), order(3, "o2"), order(4, "o3")], at_head=True
+                )
             assert rows(reader, schema, "SELECT n FROM {s}.order_count") == [(2,)]
             assert reader.execute(
                 "SELECT has_table_privilege(%s, %s, 'SELECT')", [role, f"{schema}.orders"]
@@ -806,7 +885,7 @@ class TestSameAsSQLite:
                 lines.append(
                     RowChange(cursor(len(lines) + 1), table.projection, table.name, key, row)
                 )
-        publisher.apply(lines)
+        publisher.apply(lines, at_head=True)
         for table in TABLES.values():
             names = [c.name for c in table.columns]
             order_by = ", ".join(table.primary_key)
