@@ -25,7 +25,7 @@ Decisions:
   they came in. Until then the old tables stay readable and unchanged. Privileges
   granted on the old tables are granted again on the new ones (a read-only BI role keeps
   working); other objects that depend on them, such as a user's own views, are dropped
-  with them (`CASCADE`), and this module's views (`views=`) are created again.
+  with them (`CASCADE`), and this module's views (`Views`) are created again.
 - **Values PostgreSQL cannot take never fail a batch or drop a row**: that value is
   written as NULL (a `timestamptz` that is not ISO 8601, an amount that is not a finite
   number within `numeric`'s range), as a JSON string of the text (`jsonb` that is not
@@ -535,7 +535,7 @@ class Publisher:
         projections: Sequence[Projection],
         *,
         schema: str = DEFAULT_SCHEMA,
-        views: Mapping[str, str] | None = None,
+        views: Views | None = None,
     ) -> None:
         if not schema or len((schema + BUILDING_SUFFIX).encode()) > _MAX_IDENTIFIER:
             limit = _MAX_IDENTIFIER - len(BUILDING_SUFFIX)
@@ -543,10 +543,8 @@ class Publisher:
         self.conn = conn
         self.schema = schema
         self.building_schema = schema + BUILDING_SUFFIX
-        self.views = dict(views or {})
-        self._views_digest = hashlib.sha256(
-            json.dumps(sorted(self.views.items())).encode()
-        ).hexdigest()
+        self.views = views or Views()
+        self._views_digest = self.views.digest()
         self._stored_views: str | None = None
         self.tables = {t.name: t for t in published_tables(projections)}
         self.projections = tuple(p.NAME for p in projections)
@@ -564,7 +562,7 @@ class Publisher:
         projections: Sequence[Projection],
         *,
         schema: str = DEFAULT_SCHEMA,
-        views: Mapping[str, str] | None = None,
+        views: Views | None = None,
         connect_timeout: int = 10,
     ) -> Self:
         """A publisher on a new connection to `url` (which is never logged)."""
@@ -631,7 +629,11 @@ class Publisher:
                 self._start_building(projection)
             if missing:
                 self._write_state()
-            if not self.building and self._views_digest != self._stored_views:
+            if (
+                not self.building
+                and self.views.selects
+                and self._views_digest != self._stored_views
+            ):
                 # New or changed views reach the published schema without waiting for a
                 # swap; unchanged ones are left alone (dropping them would drop a user's
                 # views built on them).
@@ -881,7 +883,8 @@ class Publisher:
         self.building.clear()
         self._read_live_columns()
         # Dropping the old tables dropped the views on them.
-        self._create_views()
+        if self.views.selects:
+            self._create_views()
         return projections
 
     def _grant(
@@ -919,16 +922,40 @@ class Publisher:
                 )
 
 
-def create_views(conn: psycopg.Connection[TupleRow], schema: str, views: Mapping[str, str]) -> None:
-    """Create (again) the views of SPEC §11 in `schema`, from their `SELECT` statements.
+@dataclasses.dataclass(frozen=True, slots=True)
+class Views:
+    """The views of SPEC §11 as the published schema holds them.
 
     The hook for the dashboard's views, written once in SQL that SQLite and PostgreSQL
-    both read: each value is the query after `AS`, naming the tables unqualified. The
-    publisher calls it in every swap's transaction (dropping the old tables dropped the
-    views on them), and at start when the views differ from those it last created.
+    both read: `selects` maps each view's name to its query (the text after `AS`, naming
+    tables unqualified); `functions` are statements run first in the same schema, for
+    what the dialects do not share (the dashboard's `POSTGRESQL_FUNCTIONS`, a
+    `strftime` for PostgreSQL). The wiring passes, from the projections,
+    `Views({v.name: v.sql for p in projections for v in p.TABLE.views},
+    (projections.POSTGRESQL_FUNCTIONS,))`.
+    """
+
+    selects: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    functions: Sequence[str] = ()
+
+    def digest(self) -> str:
+        """Changes when any view or function changes, so a new text is created at start."""
+        text = json.dumps([sorted(self.selects.items()), list(self.functions)])
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def create_views(conn: psycopg.Connection[TupleRow], schema: str, views: Views) -> None:
+    """Create (again) the functions and views in `schema`, inside the caller's transaction.
+
+    The publisher calls it in every swap's transaction (dropping the old tables dropped
+    the views on them), and at start when the views differ from those it last created.
+    A view binds the functions its creator's search_path finds, so both are created with
+    the schema alone on the path.
     """
     conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
-    for name, select in views.items():
+    for statement in views.functions:
+        conn.execute(sql.SQL(statement))
+    for name, select in views.selects.items():
         conn.execute(sql.SQL("DROP VIEW IF EXISTS {} CASCADE").format(sql.Identifier(schema, name)))
         conn.execute(
             sql.SQL("CREATE VIEW {} AS {}").format(sql.Identifier(schema, name), sql.SQL(select))
@@ -988,7 +1015,7 @@ class Target:
     url: str = dataclasses.field(repr=False)
     projections: Sequence[Projection]
     schema: str = DEFAULT_SCHEMA
-    views: Mapping[str, str] | None = None
+    views: Views | None = None
 
     def connect(self) -> Publisher:
         """A publisher on a new connection."""
