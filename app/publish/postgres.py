@@ -79,6 +79,7 @@ DEFAULT_SCHEMA = "bitbybit"
 STATE_TABLE = "_publish_state"
 BUILDING_SUFFIX = "__building"
 STATUS_FILE = "publish.json"
+SWAP_LOCK_TIMEOUT_SECONDS = 2.0
 # PostgreSQL truncates longer identifiers silently, which could make two schemas one.
 _MAX_IDENTIFIER = 63
 # numeric's limits: digits before and after the decimal point.
@@ -544,6 +545,7 @@ class Publisher:
         self.schema = schema
         self.building_schema = schema + BUILDING_SUFFIX
         self.views = views or Views()
+        self.swap_lock_timeout = SWAP_LOCK_TIMEOUT_SECONDS
         self._views_digest = self.views.digest()
         self._stored_views: str | None = None
         self.tables = {t.name: t for t in published_tables(projections)}
@@ -862,6 +864,14 @@ class Publisher:
 
     def _swap(self) -> tuple[str, ...]:
         projections = tuple(sorted(self.building))
+        # DROP waits for every reader of the old table, and every reader that comes after
+        # waits behind it: a BI tool's long query would stall them all. Give up soon
+        # instead (LockNotAvailable, an OperationalError: the batch rolls back and is
+        # retried with backoff), so readers wait at most this long.
+        self.conn.execute(
+            "SELECT set_config('lock_timeout', %s, true)",
+            [f"{int(self.swap_lock_timeout * 1000)}ms"],
+        )
         for projection in projections:
             for table in self._tables_of(projection):
                 live = sql.Identifier(self.schema, table.name)

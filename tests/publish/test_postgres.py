@@ -6,11 +6,17 @@ import collections
 import datetime as dt
 import itertools
 import json
+import os
+import random
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
 import pytest
@@ -511,6 +517,21 @@ class TestReset:
         assert min(counts) >= 300
         assert counts[-1] == 400
 
+    def test_a_long_reader_delays_the_swap_not_the_other_readers(
+        self, publisher: Publisher, reader: psycopg.Connection[Any], schema: str
+    ) -> None:
+        """The swap waits a bounded time for a long query, then rolls back and is retried."""
+        publisher.apply([order(1, "o1")], at_head=True)
+        publisher.swap_lock_timeout = 0.1
+        with reader.transaction():
+            rows(reader, schema, "SELECT count(*) FROM {s}.orders")
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                publisher.apply([Reset("orders", cursor(2)), order(3, "o2")], at_head=True)
+            assert publisher.cursor == cursor(1)
+        applied = publisher.apply([Reset("orders", cursor(2)), order(3, "o2")], at_head=True)
+        assert applied.swapped == ("orders",)
+        assert rows(reader, schema, "SELECT id FROM {s}.orders") == [("o2",)]
+
     def test_grants_and_views_survive_the_swap(
         self, postgres_url: str, schema: str, reader: psycopg.Connection[Any]
     ) -> None:
@@ -683,6 +704,75 @@ def got_columns(table: str) -> tuple[str, ...]:
         "order_line_items": ("order_id", "position", "title"),
         "customers": ("id", "email"),
     }[table]
+
+
+def committed(url: str, schema: str) -> str | None:
+    """The cursor the publisher committed in `schema`, None before its first commit."""
+    with connect(url) as conn:
+        if conn.execute("SELECT to_regclass(%s)", [f"{schema}._publish_state"]).fetchone() == (
+            None,
+        ):
+            return None
+        return cast("str | None", rows(conn, schema, "SELECT cursor FROM {s}._publish_state")[0][0])
+
+
+def line_json(line: FeedLine) -> str:
+    """A line as `changes` prints it."""
+    if isinstance(line, Reset):
+        return json.dumps({"reset": line.projection, "cursor": line.cursor})
+    return json.dumps(
+        {
+            "cursor": line.cursor,
+            "projection": line.projection,
+            "table": line.table,
+            "key": dict(line.key),
+            "row": None if line.row is None else dict(line.row),
+        }
+    )
+
+
+def test_killed_at_random_moments_it_resumes_with_nothing_missing_or_twice(
+    postgres_url: str, schema: str, tmp_path: Path
+) -> None:
+    """SIGKILL mid-run, again and again; the last run ends equal to the lines in order."""
+    chooser = random.Random(23)  # noqa: S311 - test data, not security
+    lines: list[FeedLine] = []
+    for n in range(1, 801):
+        key = f"k{chooser.randrange(40)}"
+        if n == 100:  # so that later kills land while the reset builds beside
+            lines.append(Reset("orders", cursor(n)))
+        elif chooser.random() < 0.15:
+            lines.append(gone(n, key))
+        elif chooser.random() < 0.3:
+            lines.append(item(n, key, chooser.randrange(2), title=f"t{n}"))
+        else:
+            lines.append(order(n, key, status=str(n), total=n))
+    feed = tmp_path / "feed.jsonl"
+    feed.write_text("".join(line_json(line) + "\n" for line in lines), encoding="utf-8")
+    command = [sys.executable, "-m", "tests.publish._consumer", schema, str(feed), "7"]
+    env = {**os.environ, "BITBYBIT_PUBLISH_URL": postgres_url, "PYTHONPATH": str(ROOT)}
+    kills: list[str | None] = []
+    for _ in range(4):
+        before = committed(postgres_url, schema)
+        process = subprocess.Popen(command, env=env, cwd=ROOT)
+        # Killed once it has committed something more, at a moment after that.
+        deadline = time.monotonic() + 60
+        while committed(postgres_url, schema) == before and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(chooser.uniform(0, 0.03))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        kills.append(committed(postgres_url, schema))
+    assert subprocess.run(command, env=env, cwd=ROOT, check=False, timeout=60).returncode == 0
+    assert len(set(kills)) == 4, kills
+    assert cursor(800) not in kills, "the kills came after the end: a longer feed is needed"
+    with connect(postgres_url) as conn:
+        got = published(conn, schema)
+        assert rows(conn, schema, "SELECT cursor FROM {s}._publish_state") == [(cursor(800),)]
+    want = expected(lines)
+    for table in ("orders", "order_line_items"):
+        want_rows = {k: {c: v.get(c) for c in got_columns(table)} for k, v in want[table].items()}
+        assert got[table] == want_rows, table
 
 
 # --- Following, failing, and the secret ------------------------------------------------
