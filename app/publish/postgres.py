@@ -450,6 +450,53 @@ def convert(column: Column, value: object) -> tuple[object, bool]:
         return None, False
 
 
+_Plan = tuple[
+    list[tuple[str, "Callable[[object], object]"]],
+    list[tuple[str, "Callable[[object], object]", int]],
+]
+
+
+def _plan(table: PublishedTable) -> _Plan:
+    # Per key column its converter; per column its converter and its place in the key.
+    keys = [(name, _CONVERTERS[table.column(name).pg_type]) for name in table.primary_key]
+    columns = [
+        (
+            c.name,
+            _CONVERTERS[c.pg_type],
+            table.primary_key.index(c.name) if c.name in table.primary_key else -1,
+        )
+        for c in table.columns
+    ]
+    return keys, columns
+
+
+def _row(
+    table: str,
+    plan: list[tuple[str, Callable[[object], object], int]],
+    source: Mapping[str, Any],
+    key: list[object],
+    unreadable: collections.Counter[str],
+) -> tuple[object, ...]:
+    values: list[object] = []
+    for name, converter, key_index in plan:
+        if key_index >= 0:
+            values.append(key[key_index])
+            continue
+        raw = source.get(name)
+        if raw is None:
+            values.append(None)
+            continue
+        try:
+            values.append(converter(raw))
+        except _AlteredError as altered:
+            values.append(altered.text)
+            unreadable[f"{table}.{name}"] += 1
+        except _UnreadableError:
+            values.append(None)
+            unreadable[f"{table}.{name}"] += 1
+    return tuple(values)
+
+
 # --- Secrets ---------------------------------------------------------------------------
 
 
@@ -549,6 +596,7 @@ class Publisher:
         self._views_digest = self.views.digest()
         self._stored_views: str | None = None
         self.tables = {t.name: t for t in published_tables(projections)}
+        self._plans = {name: _plan(table) for name, table in self.tables.items()}
         self.projections = tuple(p.NAME for p in projections)
         self.cursor: str | None = None
         self.building: set[str] = set()
@@ -798,26 +846,20 @@ class Publisher:
         if table is None or table.projection != line.projection:
             ignored[f"unknown table {line.projection}.{line.table}"] += 1
             return
+        # The hot loop of a bulk load: converters looked up once per table, not per value.
+        key_plan, row_plan = self._plans[table.name]
         key: list[object] = []
-        for name in table.primary_key:
+        for name, converter in key_plan:
             raw = line.key.get(name, line.row.get(name) if line.row else None)
-            value, exact = convert(table.column(name), raw)
-            if value is None or not exact:
+            try:
+                value = None if raw is None else converter(raw)
+            except _UnreadableError:
+                value = None
+            if value is None:
                 ignored[f"unusable key {table.name}.{name}"] += 1
                 return
             key.append(value)
-        row: tuple[object, ...] | None = None
-        if line.row is not None:
-            values: list[object] = []
-            for column in table.columns:
-                if column.name in table.primary_key:
-                    values.append(key[table.primary_key.index(column.name)])
-                    continue
-                value, exact = convert(column, line.row.get(column.name))
-                if not exact:
-                    unreadable[f"{table.name}.{column.name}"] += 1
-                values.append(value)
-            row = tuple(values)
+        row = None if line.row is None else _row(table.name, row_plan, line.row, key, unreadable)
         schema = self.building_schema if table.projection in self.building else self.schema
         pending.setdefault((schema, table.name), _Pending()).rows[tuple(key)] = row
 
@@ -881,6 +923,7 @@ class Publisher:
                     " WHERE c.oid = to_regclass(%s) AND a.grantee <> c.relowner",
                     [live.as_string(self.conn)],
                 ).fetchall()
+                self._warn_of_dependents(live)
                 self.conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(live))
                 self.conn.execute(
                     sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
@@ -896,6 +939,28 @@ class Publisher:
         if self.views.selects:
             self._create_views()
         return projections
+
+    def _warn_of_dependents(self, table: sql.Identifier) -> None:
+        # Views someone else built on a published table go with it; say which, since
+        # nothing else will (this module's own views are created again).
+        found = self.conn.execute(
+            "SELECT DISTINCT v.oid::regclass::text FROM pg_depend d"
+            " JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class"
+            " WHERE d.refobjid = to_regclass(%s) AND v.oid <> d.refobjid",
+            [table.as_string(self.conn)],
+        ).fetchall()
+        ours = {
+            sql.Identifier(self.schema, name).as_string(self.conn) for name in self.views.selects
+        }
+        ours |= {f"{self.schema}.{name}" for name in self.views.selects}
+        theirs = sorted(name for (name,) in found if name not in ours)
+        if theirs:
+            log.warning(
+                "publish_dropped_dependent_views",
+                table=table.as_string(self.conn),
+                views=theirs,
+                note="a rebuild replaced the table; create them again, or build them on ours",
+            )
 
     def _grant(
         self, table: sql.Identifier, grantee: int, privilege: str, *, grantable: bool

@@ -535,7 +535,7 @@ class TestReset:
     def test_grants_and_views_survive_the_swap(
         self, postgres_url: str, schema: str, reader: psycopg.Connection[Any]
     ) -> None:
-        """A read-only role keeps its SELECT; the views are there again after a swap."""
+        """A read-only role keeps its SELECT; our views are there again, a user's is named."""
         role = f"bi_{uuid.uuid4().hex[:8]}"
         views = Views(
             {
@@ -559,9 +559,17 @@ class TestReset:
                         sql.Identifier(schema, "orders"), sql.Identifier(role)
                     )
                 )
-                pub.apply(
-                    [Reset("orders", cursor(2)), order(3, "o2"), order(4, "o3")], at_head=True
+                reader.execute(
+                    sql.SQL("CREATE VIEW {} AS SELECT id FROM {}").format(
+                        sql.Identifier(schema, "mine"), sql.Identifier(schema, "orders")
+                    )
                 )
+                with structlog.testing.capture_logs() as logs:
+                    pub.apply(
+                        [Reset("orders", cursor(2)), order(3, "o2"), order(4, "o3")], at_head=True
+                    )
+            (dropped,) = [e for e in logs if e["event"] == "publish_dropped_dependent_views"]
+            assert dropped["views"] == [f"{schema}.mine"]
             assert rows(reader, schema, "SELECT n FROM {s}.order_count") == [(2,)]
             assert reader.execute(
                 "SELECT has_table_privilege(%s, %s, 'SELECT')", [role, f"{schema}.orders"]
