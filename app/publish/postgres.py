@@ -22,10 +22,13 @@ Decisions:
   on the swap's lock then reads the new complete table, never a partial one. The swap
   happens in the first batch that reaches the head of the feed (`Batch.at_head`): only
   then is it certain that every row the reset announced has arrived, whichever batches
-  they came in. Until then the old tables stay readable and unchanged. Privileges
-  granted on the old tables are granted again on the new ones (a read-only BI role keeps
-  working); other objects that depend on them, such as a user's own views, are dropped
-  with them (`CASCADE`), and this module's views (`Views`) are created again.
+  they came in. Until then the old tables stay readable and unchanged (the first run
+  shows no table until all are complete). The swap waits at most 2 s for a reader's
+  lock, then rolls back to be retried, so one long BI query cannot queue every other
+  reader behind it. Privileges granted on the old tables are granted again on the new
+  ones (a read-only BI role keeps working); other objects that depend on them, such as
+  a user's own views, are dropped with them (`CASCADE`, named in a warning), and this
+  module's views (`Views`, SPEC §11) are created again in the same transaction.
 - **Values PostgreSQL cannot take never fail a batch or drop a row**: that value is
   written as NULL (a `timestamptz` that is not ISO 8601, an amount that is not a finite
   number within `numeric`'s range), as a JSON string of the text (`jsonb` that is not
