@@ -1132,6 +1132,8 @@ def follow(
                 cursor = publisher.cursor
                 for batch in feed(cursor):
                     cursor = publisher.apply(batch.lines, at_head=batch.at_head).cursor
+                    if status.error:
+                        log.info("publish_resumed", target=described, cursor=cursor)
                     if status.error or status.cursor != cursor:
                         status.cursor, status.committed_at = cursor, _now()
                         status.error = status.error_at = None

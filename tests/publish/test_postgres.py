@@ -819,6 +819,7 @@ class TestFollow:
         assert stopped.is_set()
         failures = [e for e in logs if e["event"] == "publish_failed"]
         assert failures
+        assert [e["event"] for e in logs].count("publish_resumed") == 1
         assert postgres_server.password not in repr(logs)
         status = read_status(tmp_path)
         assert (status.cursor, status.error, status.errors) == (cursor(30), None, len(failures))
