@@ -673,10 +673,14 @@ class Publisher:
             self._read_state()
             self._read_live_columns()
             # First run, or a projection new since the last: its tables are built beside.
+            # A projection missing only some tables (one added by a new version) is not:
+            # its other tables would be rebuilt from the lines after now alone. Its
+            # rebuild, which that new version requires, resets it whole.
             missing = {
-                t.projection
-                for t in self.tables.values()
-                if t.name not in self._live_columns and t.projection not in self.building
+                projection
+                for projection in self.projections
+                if projection not in self.building
+                and not any(t.name in self._live_columns for t in self._tables_of(projection))
             }
             for projection in sorted(missing):
                 self._start_building(projection)
@@ -864,6 +868,9 @@ class Publisher:
             key.append(value)
         row = None if line.row is None else _row(table.name, row_plan, line.row, key, unreadable)
         schema = self.building_schema if table.projection in self.building else self.schema
+        if schema == self.schema and table.name not in self._live_columns:
+            ignored[f"{table.name} not published until {table.projection} is reset"] += 1
+            return
         pending.setdefault((schema, table.name), _Pending()).rows[tuple(key)] = row
 
     def _flush(self, pending: Mapping[tuple[str, str], _Pending]) -> None:

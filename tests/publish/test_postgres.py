@@ -406,6 +406,29 @@ class TestApply:
         assert applied.cursor == cursor(4)
         assert rows(reader, schema, "SELECT id FROM {s}.orders") == [("o1",)]
 
+    def test_a_table_added_by_a_new_version_waits_for_the_reset(
+        self, postgres_url: str, publisher: Publisher, reader: psycopg.Connection[Any], schema: str
+    ) -> None:
+        """Its projection's other tables stay live; the reset after the rebuild adds it."""
+        publisher.apply([order(1, "o1"), item(2, "o1", 0, title="Tea")], at_head=True)
+        publisher.close()
+        reader.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, "order_line_items")))
+        with Publisher.connect(postgres_url, PROJECTIONS, schema=schema) as again:
+            assert again.building == set()
+            applied = again.apply([order(3, "o2"), item(4, "o2", 0, title="Cup")], at_head=True)
+            assert applied.ignored == {"order_line_items not published until orders is reset": 1}
+            assert rows(reader, schema, "SELECT id FROM {s}.orders ORDER BY id") == [
+                ("o1",),
+                ("o2",),
+            ]
+            again.apply(
+                [Reset("orders", cursor(5)), order(6, "o2"), item(7, "o2", 0, title="Cup")],
+                at_head=True,
+            )
+        assert rows(reader, schema, "SELECT order_id, title FROM {s}.order_line_items") == [
+            ("o2", "Cup")
+        ]
+
     def test_lines_already_applied_are_skipped(
         self, publisher: Publisher, reader: psycopg.Connection[Any], schema: str
     ) -> None:
