@@ -86,6 +86,8 @@ class ChildTable:
     columns: tuple[tuple[str, str], ...]
     description: str = ""
     column_descriptions: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # Columns whose TEXT holds JSON: a copy elsewhere (PostgreSQL's jsonb) can type them.
+    json_columns: frozenset[str] = frozenset()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -156,6 +158,8 @@ class EntityTable:
     views: tuple[View, ...] = ()
     # The column Datasette shows for a row where another table links to it.
     label_column: str | None = None
+    # Columns whose TEXT holds JSON: a copy elsewhere (PostgreSQL's jsonb) can type them.
+    json_columns: frozenset[str] = frozenset()
 
     @property
     def state_table(self) -> str:

@@ -100,6 +100,7 @@ TABLE = EntityTable(
         "deleted_at": DELETED,
     },
     label_column="email",
+    json_columns=frozenset({"tags"}),
 )
 
 

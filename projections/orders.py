@@ -202,6 +202,7 @@ TABLE = EntityTable(
     references=(ForeignKey("customer_id", "customers", "id"),),
     views=(SALES_BY_DAY, CUSTOMER_REVENUE),
     label_column="order_number",
+    json_columns=frozenset({"tags"}),
 )
 
 

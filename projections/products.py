@@ -94,6 +94,7 @@ TABLE = EntityTable(
         "deleted_at": DELETED,
     },
     label_column="name",
+    json_columns=frozenset({"media", "options", "tags", "types"}),
 )
 
 AnyList = list[Any] | None | UnsetType

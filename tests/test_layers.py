@@ -178,3 +178,9 @@ def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
     source.write_text("def f():\n    from app.http import views\n    import aiohttp\n")
     assert imported_modules(source) >= {"app.http", "app.http.views", "aiohttp"}
     assert _names("app.http.views", FORBIDDEN["app/eventlog"])
+
+
+def test_the_postgresql_consumer_depends_on_no_other_part_of_app() -> None:
+    """postgres.py imports nothing of `app`: the feed and the wiring come to it as arguments."""
+    path = ROOT / "app" / "publish" / "postgres.py"
+    assert [m for m in sorted(imported_modules(path)) if m == "app" or m.startswith("app.")] == []

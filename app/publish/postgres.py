@@ -1,0 +1,1163 @@
+"""The PostgreSQL copy of the projection tables, kept by consuming the change feed (SPEC §12).
+
+Decisions:
+- **Tables and types** come from the projections' own descriptions
+  (`projections.discover()`), so a new column or projection needs no change here:
+  `NUMERIC` stays `numeric`, `INTEGER` becomes `bigint`, a column named `*_at` becomes
+  `timestamptz`, a column the description lists in `json_columns` becomes `jsonb`, the
+  rest `text`. Primary keys and the description's indexes are the same as in SQLite.
+  The projections' hidden register state (`_state_*`) is not published.
+- **One transaction per batch**: the rows, the cursor (in `_publish_state`, beside the
+  tables) and `pg_notify('bitbybit_changes', cursor)` commit together, so a publisher
+  killed at any moment resumes from a cursor that matches the rows, and a listener is
+  told only of what is committed. A line whose cursor is not larger than the stored one
+  is skipped: a feed read again after a crash applies nothing twice.
+- **Upsert by key, delete on null**, collapsed per batch to the last line of each key
+  (applying lines in order and applying only each key's last line give the same table),
+  then written as one `DELETE` of every touched key and one `COPY` of the rows.
+- **Built beside, swapped whole**: on the first run, for a projection whose tables are
+  missing, and after a `reset` line, the projection's tables are built in the schema
+  `<schema>__building` under their final names (so their indexes and constraints keep
+  their names too) and moved into the live schema in one transaction: a reader waiting
+  on the swap's lock then reads the new complete table, never a partial one. The swap
+  happens in the first batch that reaches the head of the feed (`Batch.at_head`): only
+  then is it certain that every row the reset announced has arrived, whichever batches
+  they came in. Until then the old tables stay readable and unchanged (the first run
+  shows no table until all are complete). The swap waits at most 2 s for a reader's
+  lock, then rolls back to be retried, so one long BI query cannot queue every other
+  reader behind it. Privileges granted on the old tables are granted again on the new
+  ones (a read-only BI role keeps working); other objects that depend on them, such as
+  a user's own views, are dropped with them (`CASCADE`, named in a warning), and this
+  module's views (`Views`, SPEC §11) are created again in the same transaction.
+- **Values PostgreSQL cannot take never fail a batch or drop a row**: that value is
+  written as NULL (a `timestamptz` that is not ISO 8601, an amount that is not a finite
+  number within `numeric`'s range), as a JSON string of the text (`jsonb` that is not
+  valid JSON, so nothing is lost), or with U+FFFD in place of what PostgreSQL's text
+  cannot hold (NUL, lone surrogates); each is counted and logged by table and column,
+  never with the value, which may be personal data. A timestamp is read exactly as the
+  projections read instants (`datetime.fromisoformat`, no offset meaning UTC), so what
+  the mirror can order, PostgreSQL holds. The SQLite tables keep the original text.
+- **The URL is a secret**: it is never logged, and error texts are redacted before they
+  are logged or recorded (libpq quotes a malformed connection string whole, password
+  included); `describe_target` names host, port and database only.
+- **Progress readable without PostgreSQL**: `follow` records the last committed cursor
+  and the last error in `publish.json` in the data directory, for `status` and
+  `/metrics` (the lag is the number of feed lines after that cursor).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import random
+import threading
+import urllib.parse
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, Self
+
+import msgspec
+import psycopg
+import structlog
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+    from pathlib import Path
+
+    from psycopg.rows import TupleRow
+
+    from projections import Projection
+
+log = structlog.get_logger("app.publish.postgres")
+
+CHANNEL = "bitbybit_changes"
+DEFAULT_SCHEMA = "bitbybit"
+STATE_TABLE = "_publish_state"
+BUILDING_SUFFIX = "__building"
+STATUS_FILE = "publish.json"
+SWAP_LOCK_TIMEOUT_SECONDS = 2.0
+# PostgreSQL truncates longer identifiers silently, which could make two schemas one.
+_MAX_IDENTIFIER = 63
+# numeric's limits: digits before and after the decimal point.
+_NUMERIC_INTEGER_DIGITS = 131072
+_NUMERIC_SCALE = 16383
+_BIGINT = 2**63
+
+
+# --- The feed's lines (SPEC §12) -------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RowChange:
+    """One changed row: its whole current value, or None when it no longer exists."""
+
+    cursor: str
+    projection: str
+    table: str
+    key: Mapping[str, Any]
+    row: Mapping[str, Any] | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reset:
+    """A rebuild replaced the projection's tables; every row of the new ones follows."""
+
+    projection: str
+    cursor: str
+
+
+FeedLine = RowChange | Reset
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Batch:
+    """Lines applied in one transaction; `at_head` when no line followed them yet."""
+
+    lines: Sequence[FeedLine]
+    at_head: bool
+
+
+class FeedLineError(ValueError):
+    """A line that is not one of the feed's two shapes."""
+
+
+def read_line(text: str | bytes) -> FeedLine:
+    """One JSON line of `changes` as the publisher reads it."""
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        raise FeedLineError("not a JSON line") from error
+    if not isinstance(data, dict):
+        raise FeedLineError("not a change feed line")
+    if "reset" in data and "cursor" in data:
+        return Reset(projection=str(data["reset"]), cursor=str(data["cursor"]))
+    key, row = data.get("key"), data.get("row", ...)
+    if (
+        not isinstance(key, dict)
+        or (row is not None and not isinstance(row, dict))
+        or not {"cursor", "projection", "table"} <= data.keys()
+    ):
+        raise FeedLineError("not a change feed line")
+    return RowChange(
+        cursor=str(data["cursor"]),
+        projection=str(data["projection"]),
+        table=str(data["table"]),
+        key=key,
+        row=row,
+    )
+
+
+# --- Published tables ------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Column:
+    """A published column: its PostgreSQL type and whether it may be NULL."""
+
+    name: str
+    pg_type: str
+    not_null: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PublishedTable:
+    """One projection table as PostgreSQL holds it."""
+
+    projection: str
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+    indexes: tuple[tuple[str, ...], ...] = ()
+
+    def column(self, name: str) -> Column:
+        """The column called `name`."""
+        return next(c for c in self.columns if c.name == name)
+
+
+def pg_type(name: str, declared: str, json_columns: frozenset[str] = frozenset()) -> str:
+    """The PostgreSQL type of a projection column, from its SQLite declaration and name."""
+    base = declared.split(maxsplit=1)[0].upper() if declared.strip() else "TEXT"
+    if name in json_columns:
+        return "jsonb"
+    if name.endswith("_at"):
+        return "timestamptz"
+    if base == "NUMERIC":
+        return "numeric"
+    if "INT" in base:
+        return "bigint"
+    if base in {"REAL", "FLOAT", "DOUBLE"}:
+        return "double precision"
+    return "text"
+
+
+def _columns(
+    declared: Iterable[tuple[str, str]], json_columns: frozenset[str], primary_key: Sequence[str]
+) -> tuple[Column, ...]:
+    return tuple(
+        Column(
+            name,
+            pg_type(name, kind, json_columns),
+            not_null=name in primary_key or "NOT NULL" in kind.upper(),
+        )
+        for name, kind in declared
+    )
+
+
+def published_tables(projections: Iterable[Projection]) -> list[PublishedTable]:
+    """Every table the projections show their users, in the projections' order."""
+    tables: list[PublishedTable] = []
+    for projection in projections:
+        entity = projection.TABLE
+        key = (entity.key,)
+        tables.append(
+            PublishedTable(
+                projection=projection.NAME,
+                name=entity.name,
+                columns=(
+                    Column(entity.key, "text", not_null=True),
+                    *_columns(entity.columns, entity.json_columns, key),
+                ),
+                primary_key=key,
+                indexes=entity.indexes,
+            )
+        )
+        for child in entity.children:
+            child_key = (child.parent_column, "position")
+            tables.append(
+                PublishedTable(
+                    projection=projection.NAME,
+                    name=child.name,
+                    columns=(
+                        Column(child.parent_column, "text", not_null=True),
+                        Column("position", "bigint", not_null=True),
+                        *_columns(child.columns, child.json_columns, child_key),
+                    ),
+                    primary_key=child_key,
+                )
+            )
+        if entity.history:
+            history = entity.history
+            tables.append(
+                PublishedTable(
+                    projection=projection.NAME,
+                    name=history.name,
+                    columns=_columns(history.columns, frozenset(), history.primary_key),
+                    primary_key=history.primary_key,
+                )
+            )
+    return tables
+
+
+def table_ddl(table: PublishedTable, schema: str) -> list[sql.Composed]:
+    """CREATE statements for one published table and its indexes in `schema`."""
+    columns = sql.SQL(", ").join(
+        sql.SQL("{} {}{}").format(
+            sql.Identifier(c.name),
+            sql.SQL(c.pg_type),
+            sql.SQL(" NOT NULL" if c.not_null else ""),
+        )
+        for c in table.columns
+    )
+    statements = [
+        sql.SQL("CREATE TABLE {} ({}, PRIMARY KEY ({}))").format(
+            sql.Identifier(schema, table.name), columns, _names(table.primary_key)
+        )
+    ]
+    statements.extend(
+        # The same names as SQLite's indexes (`EntityTable.ddl`).
+        sql.SQL("CREATE INDEX {} ON {} ({})").format(
+            sql.Identifier(f"{table.name}_by_{'_'.join(cols)}"),
+            sql.Identifier(schema, table.name),
+            _names(cols),
+        )
+        for cols in table.indexes
+    )
+    return statements
+
+
+def _names(names: Iterable[str]) -> sql.Composed:
+    return sql.SQL(", ").join(sql.Identifier(n) for n in names)
+
+
+# --- Values ----------------------------------------------------------------------------
+
+
+class _UnreadableError(ValueError):
+    """A value PostgreSQL's column type cannot hold."""
+
+
+def _clean_text(text: str) -> str:
+    # PostgreSQL's text holds neither NUL nor unpaired surrogates (SQLite and JSON can).
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+        if "\x00" in text:
+            text = text.replace("\x00", "\ufffd")
+        raise _AlteredError(text) from None
+    if "\x00" in text:
+        raise _AlteredError(text.replace("\x00", "\ufffd"))
+    return text
+
+
+class _AlteredError(_UnreadableError):
+    """A text written with U+FFFD in place of what PostgreSQL cannot hold."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__("altered")
+        self.text = text
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, str):
+        return _clean_text(value)
+    # What SQLite's TEXT affinity would have made of a number: its JSON spelling.
+    return _clean_text(json.dumps(value, ensure_ascii=False))
+
+
+def _decimal_in_range(number: Decimal) -> Decimal:
+    if not number.is_finite():
+        raise _UnreadableError("not finite")
+    exponent = number.as_tuple().exponent
+    if not isinstance(exponent, int):  # pragma: no cover - finite numbers have an int one
+        raise _UnreadableError("not finite")
+    if number.adjusted() >= _NUMERIC_INTEGER_DIGITS or -exponent > _NUMERIC_SCALE:
+        raise _UnreadableError("out of numeric's range")
+    return number
+
+
+def _as_numeric(value: object) -> int | Decimal:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        # Python refuses to print an int past 4300 digits; numeric's limit is larger.
+        return int(_decimal_in_range(Decimal(value)))
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _UnreadableError("not finite")
+        # repr: the shortest text that reads back as the same float, as JSON sent it.
+        return _decimal_in_range(Decimal(repr(value)))
+    if isinstance(value, str):
+        try:
+            return _decimal_in_range(Decimal(value.strip()))
+        except InvalidOperation:
+            raise _UnreadableError("not a number") from None
+    raise _UnreadableError("not a number")
+
+
+def _as_bigint(value: object) -> int:
+    if isinstance(value, bool):
+        return int(value)
+    number: int
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        number = int(value.strip())
+    else:
+        raise _UnreadableError("not an integer")
+    if not -_BIGINT <= number < _BIGINT:
+        raise _UnreadableError("out of bigint's range")
+    return number
+
+
+def _as_double(value: object) -> float:
+    if isinstance(value, bool | int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise _UnreadableError("not a number") from None
+    raise _UnreadableError("not a number")
+
+
+def _as_timestamptz(value: object) -> dt.datetime:
+    # The same reading as the projections' `parse_instant` (projections/_rules.py).
+    if not isinstance(value, str):
+        raise _UnreadableError("not a timestamp")
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise _UnreadableError("not a timestamp") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _reject_constant(name: str) -> object:
+    raise _UnreadableError(name)
+
+
+def _check_json(value: object) -> None:
+    # What Python's json accepts and jsonb refuses: \u0000, lone surrogates, numbers
+    # beyond numeric. Iterative: a deeply nested value must not exhaust the stack.
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            _clean_text(item)
+        elif isinstance(item, Decimal):
+            _decimal_in_range(item)
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+
+
+def _as_jsonb(value: object) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    try:
+        parsed = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+        _check_json(parsed)
+    except (ValueError, RecursionError):
+        # Kept as a JSON string of the text: nothing is lost, and jsonb accepts it.
+        try:
+            cleaned = _clean_text(text)
+        except _AlteredError as altered:
+            cleaned = altered.text
+        raise _AlteredError(json.dumps(cleaned)) from None
+    return text
+
+
+_CONVERTERS: dict[str, Callable[[object], object]] = {
+    "text": _as_text,
+    "numeric": _as_numeric,
+    "bigint": _as_bigint,
+    "double precision": _as_double,
+    "timestamptz": _as_timestamptz,
+    "jsonb": _as_jsonb,
+}
+
+
+def convert(column: Column, value: object) -> tuple[object, bool]:
+    """The value PostgreSQL stores for `value` in `column`, and whether it is the value sent.
+
+    Never raises: what the column's type cannot hold becomes NULL, or the closest value
+    it can hold (see the module's docstring).
+    """
+    if value is None:
+        return None, True
+    try:
+        return _CONVERTERS[column.pg_type](value), True
+    except _AlteredError as altered:
+        return altered.text, False
+    except _UnreadableError:
+        return None, False
+
+
+_Plan = tuple[
+    list[tuple[str, "Callable[[object], object]"]],
+    list[tuple[str, "Callable[[object], object]", int]],
+]
+
+
+def _plan(table: PublishedTable) -> _Plan:
+    # Per key column its converter; per column its converter and its place in the key.
+    keys = [(name, _CONVERTERS[table.column(name).pg_type]) for name in table.primary_key]
+    columns = [
+        (
+            c.name,
+            _CONVERTERS[c.pg_type],
+            table.primary_key.index(c.name) if c.name in table.primary_key else -1,
+        )
+        for c in table.columns
+    ]
+    return keys, columns
+
+
+def _row(
+    table: str,
+    plan: list[tuple[str, Callable[[object], object], int]],
+    source: Mapping[str, Any],
+    key: list[object],
+    unreadable: collections.Counter[str],
+) -> tuple[object, ...]:
+    values: list[object] = []
+    for name, converter, key_index in plan:
+        if key_index >= 0:
+            values.append(key[key_index])
+            continue
+        raw = source.get(name)
+        if raw is None:
+            values.append(None)
+            continue
+        try:
+            values.append(converter(raw))
+        except _AlteredError as altered:
+            values.append(altered.text)
+            unreadable[f"{table}.{name}"] += 1
+        except _UnreadableError:
+            values.append(None)
+            unreadable[f"{table}.{name}"] += 1
+    return tuple(values)
+
+
+# --- Secrets ---------------------------------------------------------------------------
+
+
+class PublishURLError(ValueError):
+    """The connection URL cannot be read; the message never quotes it."""
+
+
+def _conninfo(url: str) -> dict[str, Any]:
+    try:
+        return conninfo_to_dict(url)
+    except psycopg.Error:
+        # libpq's message quotes the text it could not read, which may be the password.
+        raise PublishURLError("the publish URL is not a PostgreSQL connection URL") from None
+
+
+def describe_target(url: str) -> str:
+    """`host:port/database` of the URL, for logs and `status`: never the user or password."""
+    info = _conninfo(url)
+    host = str(info.get("host") or info.get("hostaddr") or "localhost")
+    port = str(info.get("port") or "5432")
+    database = str(info.get("dbname") or info.get("user") or "")
+    return f"{host}:{port}/{database}"
+
+
+def redact(text: str, url: str) -> str:
+    """`text` without the URL or its password, in any spelling libpq might quote."""
+    secrets = {url}
+    with contextlib.suppress(PublishURLError):
+        password = _conninfo(url).get("password")
+        if password:
+            secrets.update({str(password), urllib.parse.quote(str(password), safe="")})
+    with contextlib.suppress(ValueError):
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.password:
+            secrets.add(parsed.password)
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def describe_error(error: BaseException, url: str) -> str:
+    """One line naming the error, safe to log and to show in `status`."""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return redact(f"{type(error).__name__}: {first}" if first else type(error).__name__, url)
+
+
+# --- The consumer ----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Applied:
+    """What one batch did."""
+
+    cursor: str | None
+    lines: int
+    skipped: int
+    swapped: tuple[str, ...]
+    # `table.column` -> values written other than sent (NULL, JSON string, U+FFFD).
+    unreadable: Mapping[str, int]
+    # why -> lines not applied (unknown projection or table, a key column unusable).
+    ignored: Mapping[str, int]
+
+
+@dataclasses.dataclass(slots=True)
+class _Pending:
+    """One target table's changes in this batch: the last row of each key (None: delete)."""
+
+    rows: dict[tuple[object, ...], tuple[object, ...] | None] = dataclasses.field(
+        default_factory=dict
+    )
+
+
+class Publisher:
+    """Keeps one PostgreSQL schema equal to the projection tables, one batch at a time.
+
+    Holds one connection in autocommit mode: every batch is an explicit transaction, and
+    `vacuum` (which no transaction may contain) runs between them.
+    """
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[TupleRow],
+        projections: Sequence[Projection],
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        views: Views | None = None,
+    ) -> None:
+        if not schema or len((schema + BUILDING_SUFFIX).encode()) > _MAX_IDENTIFIER:
+            limit = _MAX_IDENTIFIER - len(BUILDING_SUFFIX)
+            raise ValueError(f"the schema name must be 1 to {limit} bytes long")
+        self.conn = conn
+        self.schema = schema
+        self.building_schema = schema + BUILDING_SUFFIX
+        self.views = views or Views()
+        self.swap_lock_timeout = SWAP_LOCK_TIMEOUT_SECONDS
+        self._views_digest = self.views.digest()
+        self._stored_views: str | None = None
+        self.tables = {t.name: t for t in published_tables(projections)}
+        self._plans = {name: _plan(table) for name, table in self.tables.items()}
+        self.projections = tuple(p.NAME for p in projections)
+        self.cursor: str | None = None
+        self.building: set[str] = set()
+        self._live_columns: dict[str, tuple[str, ...]] = {}
+        self._fresh: set[tuple[str, str]] = set()
+        self._lock_key = f"bitbybit-publish:{schema}"
+        self._bootstrap()
+
+    @classmethod
+    def connect(
+        cls,
+        url: str,
+        projections: Sequence[Projection],
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        views: Views | None = None,
+        connect_timeout: int = 10,
+    ) -> Self:
+        """A publisher on a new connection to `url` (which is never logged)."""
+        _conninfo(url)
+        conn = psycopg.connect(
+            url,
+            autocommit=True,
+            connect_timeout=connect_timeout,
+            application_name="bitbybit-publish",
+        )
+        try:
+            return cls(conn, projections, schema=schema, views=views)
+        except BaseException:
+            conn.close()
+            raise
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- set-up --
+
+    def _lock(self) -> None:
+        # One publisher per schema at a time: a second one waits instead of interleaving.
+        self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [self._lock_key])
+
+    def _bootstrap(self) -> None:
+        with self.conn.transaction():
+            self._lock()
+            for name in (self.schema, self.building_schema):
+                self.conn.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(name))
+                )
+            self.conn.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} ("
+                    " singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),"
+                    " cursor text,"
+                    " building text[] NOT NULL DEFAULT '{{}}',"
+                    " views text,"
+                    " committed_at timestamptz NOT NULL DEFAULT now())"
+                ).format(sql.Identifier(self.schema, STATE_TABLE))
+            )
+            self.conn.execute(
+                sql.SQL("INSERT INTO {} DEFAULT VALUES ON CONFLICT DO NOTHING").format(
+                    sql.Identifier(self.schema, STATE_TABLE)
+                )
+            )
+            self._read_state()
+            self._read_live_columns()
+            # First run, or a projection new since the last: its tables are built beside.
+            # A projection missing only some tables (one added by a new version) is not:
+            # its other tables would be rebuilt from the lines after now alone. Its
+            # rebuild, which that new version requires, resets it whole.
+            missing = {
+                projection
+                for projection in self.projections
+                if projection not in self.building
+                and not any(t.name in self._live_columns for t in self._tables_of(projection))
+            }
+            for projection in sorted(missing):
+                self._start_building(projection)
+            if missing:
+                self._write_state()
+            if (
+                not self.building
+                and self.views.selects
+                and self._views_digest != self._stored_views
+            ):
+                # New or changed views reach the published schema without waiting for a
+                # swap; unchanged ones are left alone (dropping them would drop a user's
+                # views built on them).
+                self._create_views()
+
+    def _read_state(self) -> None:
+        row = self.conn.execute(
+            sql.SQL("SELECT cursor, building, views FROM {}").format(
+                sql.Identifier(self.schema, STATE_TABLE)
+            )
+        ).fetchone()
+        if row is None:  # pragma: no cover - inserted by _bootstrap
+            raise RuntimeError("publish state row missing")
+        self.cursor, building, self._stored_views = row
+        self.building = set(building)
+
+    def _create_views(self) -> None:
+        create_views(self.conn, self.schema, self.views)
+        self._stored_views = self._views_digest
+        self.conn.execute(
+            sql.SQL("UPDATE {} SET views = %s").format(sql.Identifier(self.schema, STATE_TABLE)),
+            [self._views_digest],
+        )
+
+    def _write_state(self) -> None:
+        self.conn.execute(
+            sql.SQL("UPDATE {} SET cursor = %s, building = %s, committed_at = now()").format(
+                sql.Identifier(self.schema, STATE_TABLE)
+            ),
+            [self.cursor, sorted(self.building)],
+        )
+
+    def _read_live_columns(self) -> None:
+        rows = self.conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = %s ORDER BY table_name, ordinal_position",
+            [self.schema],
+        ).fetchall()
+        columns: dict[str, list[str]] = collections.defaultdict(list)
+        for table, column in rows:
+            columns[table].append(column)
+        self._live_columns = {t: tuple(c) for t, c in columns.items()}
+
+    def _start_building(self, projection: str) -> None:
+        for table in self._tables_of(projection):
+            self.conn.execute(
+                sql.SQL("DROP TABLE IF EXISTS {}").format(
+                    sql.Identifier(self.building_schema, table.name)
+                )
+            )
+            for statement in table_ddl(table, self.building_schema):
+                self.conn.execute(statement)
+            self._fresh.add((self.building_schema, table.name))
+        self.building.add(projection)
+
+    def _tables_of(self, projection: str) -> list[PublishedTable]:
+        return [t for t in self.tables.values() if t.projection == projection]
+
+    # -- batches --
+
+    def apply(self, lines: Iterable[FeedLine], *, at_head: bool) -> Applied:
+        """Apply feed lines in one transaction with their cursor, then notify listeners.
+
+        `at_head` says no line follows these yet: tables being built beside the live
+        ones are complete, and are swapped in by this same transaction. It has no
+        default because a wrong True would show a half-built table. The batch's rows
+        are held in memory until its COPY: the caller bounds its size (a few thousand
+        lines keeps a rebuild's bulk load fast and small).
+        """
+        unreadable: collections.Counter[str] = collections.Counter()
+        ignored: collections.Counter[str] = collections.Counter()
+        count = skipped = 0
+        swapped: tuple[str, ...] = ()
+        before = self.cursor
+        try:
+            with self.conn.transaction():
+                self._lock()
+                self._read_state()
+                before = self.cursor
+                self._fresh = set()
+                pending: dict[tuple[str, str], _Pending] = {}
+                count, skipped = self._gather(lines, pending, unreadable, ignored)
+                self._flush(pending)
+                if at_head and self.building:
+                    swapped = self._swap()
+                if self.cursor != before or swapped:
+                    self._write_state()
+                if self.cursor != before and self.cursor is not None:
+                    self.conn.execute("SELECT pg_notify(%s, %s)", [CHANNEL, self.cursor])
+        except BaseException:
+            # The transaction rolled back: so does what this object believes.
+            with contextlib.suppress(psycopg.Error):
+                self._resync()
+            raise
+        if unreadable:
+            log.warning(
+                "publish_values_unreadable",
+                columns=dict(sorted(unreadable.items())),
+                note="written as NULL, as a JSON string, or with U+FFFD; SQLite keeps them",
+            )
+        if ignored:
+            # A newer feed than this code knows (a projection or table added since).
+            log.warning("publish_lines_ignored", reasons=dict(sorted(ignored.items())))
+        if swapped:
+            log.info("publish_tables_swapped", projections=list(swapped), schema=self.schema)
+        return Applied(self.cursor, count, skipped, swapped, dict(unreadable), dict(ignored))
+
+    def _gather(
+        self,
+        lines: Iterable[FeedLine],
+        pending: dict[tuple[str, str], _Pending],
+        unreadable: collections.Counter[str],
+        ignored: collections.Counter[str],
+    ) -> tuple[int, int]:
+        count = skipped = 0
+        for line in lines:
+            count += 1
+            if self.cursor is not None and line.cursor <= self.cursor:
+                skipped += 1
+                continue
+            if isinstance(line, Reset):
+                self._reset(line.projection, pending, ignored)
+            else:
+                self._collect(line, pending, unreadable, ignored)
+            self.cursor = line.cursor
+        return count, skipped
+
+    def _resync(self) -> None:
+        if self.conn.closed:
+            return
+        with self.conn.transaction():
+            self._read_state()
+            self._read_live_columns()
+
+    def _reset(
+        self,
+        projection: str,
+        pending: dict[tuple[str, str], _Pending],
+        ignored: collections.Counter[str],
+    ) -> None:
+        if projection not in self.projections:
+            ignored[f"reset of unknown projection {projection}"] += 1
+            return
+        names = {t.name for t in self._tables_of(projection)}
+        # Changes before the reset still reach the live tables, which stay readable until
+        # the swap; what was gathered for tables being built is superseded by the reset.
+        self._flush({k: v for k, v in pending.items() if k[1] in names and k[0] == self.schema})
+        for key in [k for k in pending if k[1] in names]:
+            del pending[key]
+        self._start_building(projection)
+
+    def _collect(
+        self,
+        line: RowChange,
+        pending: dict[tuple[str, str], _Pending],
+        unreadable: collections.Counter[str],
+        ignored: collections.Counter[str],
+    ) -> None:
+        table = self.tables.get(line.table)
+        if table is None or table.projection != line.projection:
+            ignored[f"unknown table {line.projection}.{line.table}"] += 1
+            return
+        # The hot loop of a bulk load: converters looked up once per table, not per value.
+        key_plan, row_plan = self._plans[table.name]
+        key: list[object] = []
+        for name, converter in key_plan:
+            raw = line.key.get(name, line.row.get(name) if line.row else None)
+            try:
+                value = None if raw is None else converter(raw)
+            except _UnreadableError:
+                value = None
+            if value is None:
+                ignored[f"unusable key {table.name}.{name}"] += 1
+                return
+            key.append(value)
+        row = None if line.row is None else _row(table.name, row_plan, line.row, key, unreadable)
+        schema = self.building_schema if table.projection in self.building else self.schema
+        if schema == self.schema and table.name not in self._live_columns:
+            ignored[f"{table.name} not published until {table.projection} is reset"] += 1
+            return
+        pending.setdefault((schema, table.name), _Pending()).rows[tuple(key)] = row
+
+    def _flush(self, pending: Mapping[tuple[str, str], _Pending]) -> None:
+        for (schema, name), changes in pending.items():
+            if changes.rows:
+                self._write(schema, self.tables[name], changes)
+
+    def _write(self, schema: str, table: PublishedTable, changes: _Pending) -> None:
+        target = sql.Identifier(schema, table.name)
+        if (schema, table.name) not in self._fresh:
+            keys = list(zip(*changes.rows, strict=True))
+            self.conn.execute(
+                sql.SQL("DELETE FROM {} WHERE ({}) IN (SELECT * FROM unnest({}))").format(
+                    target,
+                    _names(table.primary_key),
+                    sql.SQL(", ").join(
+                        sql.SQL("{}::{}[]").format(
+                            sql.Placeholder(), sql.SQL(table.column(n).pg_type)
+                        )
+                        for n in table.primary_key
+                    ),
+                ),
+                [list(k) for k in keys],
+            )
+        names = [c.name for c in table.columns]
+        if schema == self.schema:
+            # Live tables keep the shape they were built with until a reset rebuilds
+            # them; a column they lack waits for that rebuild.
+            live = set(self._live_columns.get(table.name, names))
+            indexes = [i for i, n in enumerate(names) if n in live]
+        else:
+            indexes = list(range(len(names)))
+        self._fresh.discard((schema, table.name))
+        rows = [r for r in changes.rows.values() if r is not None]
+        if not rows:
+            return
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            target, _names(names[i] for i in indexes)
+        )
+        with self.conn.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row([row[i] for i in indexes])
+
+    def _swap(self) -> tuple[str, ...]:
+        projections = tuple(sorted(self.building))
+        # DROP waits for every reader of the old table, and every reader that comes after
+        # waits behind it: a BI tool's long query would stall them all. Give up soon
+        # instead (LockNotAvailable, an OperationalError: the batch rolls back and is
+        # retried with backoff), so readers wait at most this long.
+        self.conn.execute(
+            "SELECT set_config('lock_timeout', %s, true)",
+            [f"{int(self.swap_lock_timeout * 1000)}ms"],
+        )
+        for projection in projections:
+            for table in self._tables_of(projection):
+                live = sql.Identifier(self.schema, table.name)
+                grants = self.conn.execute(
+                    "SELECT a.grantee, a.privilege_type, a.is_grantable"
+                    " FROM pg_class c, aclexplode(c.relacl) a"
+                    " WHERE c.oid = to_regclass(%s) AND a.grantee <> c.relowner",
+                    [live.as_string(self.conn)],
+                ).fetchall()
+                self._warn_of_dependents(live)
+                self.conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(live))
+                self.conn.execute(
+                    sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
+                        sql.Identifier(self.building_schema, table.name),
+                        sql.Identifier(self.schema),
+                    )
+                )
+                for grantee, privilege, grantable in grants:
+                    self._grant(live, grantee, privilege, grantable=grantable)
+        self.building.clear()
+        self._read_live_columns()
+        # Dropping the old tables dropped the views on them.
+        if self.views.selects:
+            self._create_views()
+        return projections
+
+    def _warn_of_dependents(self, table: sql.Identifier) -> None:
+        # Views someone else built on a published table go with it; say which, since
+        # nothing else will (this module's own views are created again).
+        found = self.conn.execute(
+            "SELECT DISTINCT v.oid::regclass::text FROM pg_depend d"
+            " JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class"
+            " WHERE d.refobjid = to_regclass(%s) AND v.oid <> d.refobjid",
+            [table.as_string(self.conn)],
+        ).fetchall()
+        ours = {
+            sql.Identifier(self.schema, name).as_string(self.conn) for name in self.views.selects
+        }
+        ours |= {f"{self.schema}.{name}" for name in self.views.selects}
+        theirs = sorted(name for (name,) in found if name not in ours)
+        if theirs:
+            log.warning(
+                "publish_dropped_dependent_views",
+                table=table.as_string(self.conn),
+                views=theirs,
+                note="a rebuild replaced the table; create them again, or build them on ours",
+            )
+
+    def _grant(
+        self, table: sql.Identifier, grantee: int, privilege: str, *, grantable: bool
+    ) -> None:
+        role: sql.Composable = sql.SQL("PUBLIC")
+        if grantee:
+            row = self.conn.execute("SELECT pg_get_userbyid(%s)", [grantee]).fetchone()
+            if row is None:  # pragma: no cover - the role was dropped in between
+                return
+            role = sql.Identifier(row[0])
+        self.conn.execute(
+            sql.SQL("GRANT {} ON {} TO {}{}").format(
+                sql.SQL(privilege),
+                table,
+                role,
+                sql.SQL(" WITH GRANT OPTION" if grantable else ""),
+            )
+        )
+
+    def vacuum(self, tables: Iterable[str], *, full: bool = False) -> None:
+        """VACUUM (ANALYZE) the named live tables, e.g. after a `forget` reached them.
+
+        Plain VACUUM makes the space of the old row versions reusable, but their bytes
+        may stay in the table's files until overwritten; `full` rewrites the tables
+        (VACUUM FULL), which leaves none of them, at the price of locking each table
+        against readers while it runs. Neither reaches PostgreSQL's WAL archive or
+        backups. Runs outside any transaction, as VACUUM must.
+        """
+        option = sql.SQL("FULL, ANALYZE" if full else "ANALYZE")
+        for name in tables:
+            if name in self.tables:
+                self.conn.execute(
+                    sql.SQL("VACUUM ({}) {}").format(option, sql.Identifier(self.schema, name))
+                )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Views:
+    """The views of SPEC §11 as the published schema holds them.
+
+    The hook for the dashboard's views, written once in SQL that SQLite and PostgreSQL
+    both read: `selects` maps each view's name to its query (the text after `AS`, naming
+    tables unqualified); `functions` are statements run first in the same schema, for
+    what the dialects do not share (the dashboard's `POSTGRESQL_FUNCTIONS`, a
+    `strftime` for PostgreSQL). The wiring passes, from the projections,
+    `Views({v.name: v.sql for p in projections for v in p.TABLE.views},
+    (projections.POSTGRESQL_FUNCTIONS,))`.
+    """
+
+    selects: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    functions: Sequence[str] = ()
+
+    def digest(self) -> str:
+        """Changes when any view or function changes, so a new text is created at start."""
+        text = json.dumps([sorted(self.selects.items()), list(self.functions)])
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def create_views(conn: psycopg.Connection[TupleRow], schema: str, views: Views) -> None:
+    """Create (again) the functions and views in `schema`, inside the caller's transaction.
+
+    The publisher calls it in every swap's transaction (dropping the old tables dropped
+    the views on them), and at start when the views differ from those it last created.
+    A view binds the functions its creator's search_path finds, so both are created with
+    the schema alone on the path.
+    """
+    conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+    for statement in views.functions:
+        conn.execute(sql.SQL(statement))
+    for name, select in views.selects.items():
+        conn.execute(sql.SQL("DROP VIEW IF EXISTS {} CASCADE").format(sql.Identifier(schema, name)))
+        conn.execute(
+            sql.SQL("CREATE VIEW {} AS {}").format(sql.Identifier(schema, name), sql.SQL(select))
+        )
+
+
+# --- Following, with the state `status` reads --------------------------------------------
+
+
+class PublishStatus(msgspec.Struct, kw_only=True):
+    """What `status` and `/metrics` know of the publisher, kept in `publish.json`."""
+
+    cursor: str | None = None
+    committed_at: str | None = None
+    error: str | None = None
+    error_at: str | None = None
+    errors: int = 0
+    target: str | None = None
+
+
+def read_status(data_dir: Path) -> PublishStatus:
+    """The publisher's last recorded state; empty when it never ran."""
+    try:
+        return msgspec.json.decode((data_dir / STATUS_FILE).read_bytes(), type=PublishStatus)
+    except FileNotFoundError:
+        return PublishStatus()
+    except msgspec.DecodeError:
+        return PublishStatus(error="publish.json is unreadable")
+
+
+def write_status(data_dir: Path, status: PublishStatus) -> None:
+    """Replace `publish.json` whole (a reader never sees half of it), private to its owner."""
+    path = data_dir / STATUS_FILE
+    temporary = path.with_name(f".{STATUS_FILE}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        file.write(msgspec.json.encode(status))
+    temporary.replace(path)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def backoff_delays(first: float = 0.5, cap: float = 30.0) -> Iterator[float]:
+    """Exponential backoff with full jitter: many publishers never retry in step."""
+    attempt = 0
+    while True:
+        yield random.uniform(0, min(cap, first * 2**attempt))  # noqa: S311 - not security
+        attempt += 1
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Target:
+    """Where to publish: the URL (kept out of `repr`, so printing a target leaks nothing)."""
+
+    url: str = dataclasses.field(repr=False)
+    projections: Sequence[Projection]
+    schema: str = DEFAULT_SCHEMA
+    views: Views | None = None
+
+    def connect(self) -> Publisher:
+        """A publisher on a new connection."""
+        return Publisher.connect(self.url, self.projections, schema=self.schema, views=self.views)
+
+    def describe(self) -> str:
+        """`host:port/database schema`, safe to log."""
+        return f"{describe_target(self.url)} schema {self.schema}"
+
+
+def follow(
+    target: Target,
+    feed: Callable[[str | None], Iterable[Batch]],
+    data_dir: Path,
+    *,
+    stop: threading.Event | None = None,
+    delays: Callable[[], Iterator[float]] = backoff_delays,
+) -> str | None:
+    """Publish the batches `feed(after_cursor)` yields until it ends or `stop` is set.
+
+    The feed is read again from the cursor PostgreSQL holds after every reconnection,
+    so a failure anywhere costs time, never a line. PostgreSQL errors (unreachable,
+    restarted, refusing) are retried with backoff, waiting on `stop` so that a stop
+    request ends the wait, and recorded, redacted, in `publish.json`; any other error
+    is a bug and propagates. Returns the last committed cursor.
+    """
+    stop = stop or threading.Event()
+    described = target.describe()
+    status = read_status(data_dir)
+    status.target = described
+    waits = delays()
+    cursor = status.cursor
+    while not stop.is_set():
+        try:
+            with target.connect() as publisher:
+                cursor = publisher.cursor
+                for batch in feed(cursor):
+                    cursor = publisher.apply(batch.lines, at_head=batch.at_head).cursor
+                    if status.error:
+                        log.info("publish_resumed", target=described, cursor=cursor)
+                    if status.error or status.cursor != cursor:
+                        status.cursor, status.committed_at = cursor, _now()
+                        status.error = status.error_at = None
+                        write_status(data_dir, status)
+                    waits = delays()
+                    if stop.is_set():
+                        break
+        except psycopg.Error as error:
+            message = describe_error(error, target.url)
+            status.error, status.error_at = message, _now()
+            status.errors += 1
+            write_status(data_dir, status)
+            wait = next(waits)
+            log.warning("publish_failed", target=described, error=message, retry_in=round(wait, 2))
+            stop.wait(wait)
+        else:
+            status.cursor, status.error, status.error_at = cursor, None, None
+            write_status(data_dir, status)
+            break
+    return cursor

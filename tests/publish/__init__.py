@@ -1,0 +1,1 @@
+"""Tests of app.publish, one module per module there, against a real PostgreSQL."""
