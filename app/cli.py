@@ -20,6 +20,7 @@ from app.commands import (
     export,
     forget,
     import_,
+    publish,
     rebuild,
     replay,
     send_samples,
@@ -50,6 +51,7 @@ COMMANDS: tuple[Command, ...] = (
     forget,
     sync,
     changes,
+    publish,
 )
 
 

@@ -23,6 +23,7 @@ DEFAULT_LOG_LEVEL = "info"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_API_URL = "https://api.bitbybit.studio/customer/open/v1"
 DEFAULT_API_KEY_HEADER = "x-api-key"
+DEFAULT_PUBLISH_SCHEMA = "bitbybit"
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # BitByBit's own delivery timeout: a body still arriving after it is one the sender gave up on.
 DEFAULT_BODY_TIMEOUT_SECONDS = 30
@@ -56,16 +57,23 @@ class Settings:
     api_url: str = DEFAULT_API_URL
     api_key_header: str = DEFAULT_API_KEY_HEADER
     sync_every_seconds: int | None = None
+    # Publishing to PostgreSQL (SPEC §12); the URL may hold a password: a secret too.
+    publish_url: str = ""
+    publish_schema: str = DEFAULT_PUBLISH_SCHEMA
 
     def __repr__(self) -> str:
         # Secrets never reach a log line, even through a repr.
         fields = ", ".join(
             f"{f.name}={getattr(self, f.name)!r}"
             for f in dataclasses.fields(self)
-            if f.name not in {"secrets", "api_key"}
+            if f.name not in {"secrets", "api_key", "publish_url"}
         )
         key = "<set>" if self.api_key else "<unset>"
-        return f"Settings(secrets=<{len(self.secrets)} configured>, api_key={key}, {fields})"
+        url = "<set>" if self.publish_url else "<unset>"
+        return (
+            f"Settings(secrets=<{len(self.secrets)} configured>, api_key={key}, "
+            f"publish_url={url}, {fields})"
+        )
 
     @property
     def events_path(self) -> Path:
@@ -179,12 +187,15 @@ class Settings:
             ),
             allow_shared_data_dir=allow_shared_data_dir
             or _read_flag(environ, "BITBYBIT_ALLOW_SHARED_DATA_DIR"),
-            api_key=_read_api_key(environ),
+            api_key=_read_secret(environ, "BITBYBIT_API_KEY"),
             api_url=(environ.get("BITBYBIT_API_URL") or DEFAULT_API_URL).rstrip("/"),
             api_key_header=environ.get("BITBYBIT_API_KEY_HEADER") or DEFAULT_API_KEY_HEADER,
             sync_every_seconds=parse_duration(
                 sync_every or environ.get("BITBYBIT_SYNC_EVERY", ""), "BITBYBIT_SYNC_EVERY"
             ),
+            publish_url=_read_secret(environ, "BITBYBIT_PUBLISH_URL"),
+            publish_schema=environ.get("BITBYBIT_PUBLISH_SCHEMA", "").strip()
+            or DEFAULT_PUBLISH_SCHEMA,
         )
 
 
@@ -202,17 +213,18 @@ def parse_duration(text: str, name: str) -> int | None:
     return int(number) * _DURATION_UNITS[unit]
 
 
-def _read_api_key(environ: Mapping[str, str]) -> str:
-    key = environ.get("BITBYBIT_API_KEY", "").strip()
-    key_file = environ.get("BITBYBIT_API_KEY_FILE", "")
-    if key or not key_file:
-        return key
-    require_private_secret_file(Path(key_file), "BITBYBIT_API_KEY_FILE")
+def _read_secret(environ: Mapping[str, str], name: str) -> str:
+    """A secret from `name`, or else from the file `name_FILE` names (refused if exposed)."""
+    value = environ.get(name, "").strip()
+    path = environ.get(f"{name}_FILE", "")
+    if value or not path:
+        return value
+    require_private_secret_file(Path(path), f"{name}_FILE")
     try:
-        return Path(key_file).read_text(encoding="utf-8").strip()
+        return Path(path).read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise SettingsError(
-            f"BITBYBIT_API_KEY_FILE names {key_file!r}, which cannot be read: {exc.strerror}"
+            f"{name}_FILE names {path!r}, which cannot be read: {exc.strerror}"
         ) from exc
 
 

@@ -35,6 +35,7 @@ COMMANDS = (
     "forget",
     "sync",
     "changes",
+    "publish",
 )
 
 

@@ -61,6 +61,11 @@ def _print(report: dict[str, object], *, as_json: bool) -> None:
     synced: dict[str, Any] = report["sync"]  # type: ignore[assignment]
     outcome = {None: "", True: " (ok)", False: " (NOT ok: run sync to see why)"}[synced["ok"]]
     print(f"last sync: {synced['finished_at'] or 'never'}{outcome}")
+    published: dict[str, Any] = report["publish"]  # type: ignore[assignment]
+    if published["cursor"] is not None or published["error"] is not None:
+        behind = "" if published["lag"] is None else f", {published['lag']} feed notes behind"
+        error = f"; last error: {published['error']}" if published["error"] else ""
+        print(f"publish: at cursor {published['cursor'] or '-'}{behind}{error}")
     print(
         f"{'projection':<12} {'version':>7} {'position':>9} {'lag':>7} {'errors':>6} "
         f"{'warnings':>8}  state"

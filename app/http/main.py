@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from app.http.keys import INGEST, METRICS, PROJECTOR, SETTINGS
 from app.metrics import Metrics
 from app.ops.forget import sweeping
 from app.projection.supervisor import ProjectorSupervisor
+from app.publish.supervisor import PublishCollector, publishing
 from app.sync.runner import SyncCollector, SyncScheduler
 from app.webhooks.delivery import Ingest
 from app.webhooks.signature import Verifier
@@ -48,10 +50,12 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[METRICS].registry.register(SyncCollector(settings))
+    app[METRICS].registry.register(PublishCollector(settings))
     app.cleanup_ctx.append(_supervisor_ctx)
     app.cleanup_ctx.append(_event_log_ctx)
     app.cleanup_ctx.append(_forget_sweep_ctx)
     app.cleanup_ctx.append(_sync_ctx)
+    app.cleanup_ctx.append(_publish_ctx)
     expect = views.expect_continue
     app.router.add_post("/webhooks", views.receive_webhook, expect_handler=expect)
     app.router.add_route("*", "/webhooks", views.method_not_allowed("POST"), expect_handler=expect)
@@ -104,6 +108,25 @@ async def _event_log_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _forget_sweep_ctx(app: web.Application) -> AsyncIterator[None]:
     """Later deliveries about a forgotten person are redacted in the log within the hour."""
     async with sweeping(app[SETTINGS], discover()):
+        yield
+
+
+async def _publish_ctx(app: web.Application) -> AsyncIterator[None]:
+    """BITBYBIT_PUBLISH_URL: the projection tables kept in PostgreSQL, continuously."""
+    settings = app[SETTINGS]
+    if not settings.publish_url:
+        yield
+        return
+    if importlib.util.find_spec("psycopg") is None:
+        log.error(
+            "publish_unavailable",
+            detail="BITBYBIT_PUBLISH_URL is set but the postgres extra is not installed: "
+            "pip install 'bitbybit-mirror[postgres]'",
+        )
+        yield
+        return
+    async with publishing(settings):
+        log.info("publishing", schema=settings.publish_schema)
         yield
 
 

@@ -10,6 +10,7 @@ from app import files as private_files
 from app.eventlog import erasure
 from app.eventlog.reads import LogReader
 from app.projection import projector, recovery
+from app.publish.state import report as publish_report
 from app.sqlite import connect_read_only
 from app.sync.state import last_run
 from projections import discover
@@ -65,6 +66,7 @@ def collect(settings: Settings) -> dict[str, object]:
                 "finished_at": None if synced is None else synced.finished_at,
                 "ok": None if synced is None else synced.ok,
             },
+            "publish": publish_report(settings),
         }
     finally:
         conn.close()

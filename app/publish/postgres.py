@@ -54,18 +54,18 @@ import datetime as dt
 import hashlib
 import json
 import math
-import os
 import random
 import threading
 import urllib.parse
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Self
 
-import msgspec
 import psycopg
 import structlog
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
+
+from app.publish.state import read_status, write_status
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -81,7 +81,6 @@ CHANNEL = "bitbybit_changes"
 DEFAULT_SCHEMA = "bitbybit"
 STATE_TABLE = "_publish_state"
 BUILDING_SUFFIX = "__building"
-STATUS_FILE = "publish.json"
 SWAP_LOCK_TIMEOUT_SECONDS = 2.0
 # PostgreSQL truncates longer identifiers silently, which could make two schemas one.
 _MAX_IDENTIFIER = 63
@@ -1048,37 +1047,6 @@ def create_views(conn: psycopg.Connection[TupleRow], schema: str, views: Views) 
 
 
 # --- Following, with the state `status` reads --------------------------------------------
-
-
-class PublishStatus(msgspec.Struct, kw_only=True):
-    """What `status` and `/metrics` know of the publisher, kept in `publish.json`."""
-
-    cursor: str | None = None
-    committed_at: str | None = None
-    error: str | None = None
-    error_at: str | None = None
-    errors: int = 0
-    target: str | None = None
-
-
-def read_status(data_dir: Path) -> PublishStatus:
-    """The publisher's last recorded state; empty when it never ran."""
-    try:
-        return msgspec.json.decode((data_dir / STATUS_FILE).read_bytes(), type=PublishStatus)
-    except FileNotFoundError:
-        return PublishStatus()
-    except msgspec.DecodeError:
-        return PublishStatus(error="publish.json is unreadable")
-
-
-def write_status(data_dir: Path, status: PublishStatus) -> None:
-    """Replace `publish.json` whole (a reader never sees half of it), private to its owner."""
-    path = data_dir / STATUS_FILE
-    temporary = path.with_name(f".{STATUS_FILE}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as file:
-        file.write(msgspec.json.encode(status))
-    temporary.replace(path)
 
 
 def _now() -> str:

@@ -45,8 +45,8 @@ from app.publish.postgres import (
     follow,
     published_tables,
     read_line,
-    read_status,
 )
+from app.publish.state import read_status
 from tests._helpers import ROOT, append_and_project, delivery
 
 if TYPE_CHECKING:

@@ -1,0 +1,69 @@
+"""`publish.json`: where the publisher stands, readable without PostgreSQL or its driver.
+
+`status` and `/metrics` read it (with how many feed notes lie after its cursor), so this
+module needs neither psycopg, an optional extra, nor a connection.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from app.projection.feed import lines_after
+from app.sqlite import connect_read_only
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from app.settings import Settings
+
+STATUS_FILE = "publish.json"
+
+
+class PublishStatus(msgspec.Struct, kw_only=True):
+    """What `status` and `/metrics` know of the publisher, kept in `publish.json`."""
+
+    cursor: str | None = None
+    committed_at: str | None = None
+    error: str | None = None
+    error_at: str | None = None
+    errors: int = 0
+    target: str | None = None
+
+
+def read_status(data_dir: Path) -> PublishStatus:
+    """The publisher's last recorded state; empty when it never ran."""
+    try:
+        return msgspec.json.decode((data_dir / STATUS_FILE).read_bytes(), type=PublishStatus)
+    except FileNotFoundError:
+        return PublishStatus()
+    except msgspec.DecodeError:
+        return PublishStatus(error="publish.json is unreadable")
+
+
+def write_status(data_dir: Path, status: PublishStatus) -> None:
+    """Replace `publish.json` whole (a reader never sees half of it), private to its owner."""
+    path = data_dir / STATUS_FILE
+    temporary = path.with_name(f".{STATUS_FILE}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        file.write(msgspec.json.encode(status))
+    temporary.replace(path)
+
+
+def report(settings: Settings) -> dict[str, object]:
+    """`status --json`'s `publish`: the cursor, how many feed notes lie after it, the error.
+
+    All null when nothing was ever published from this data directory.
+    """
+    recorded = read_status(settings.data_dir)
+    lag: int | None = None
+    if recorded.cursor is not None and settings.projections_path.exists():
+        conn = connect_read_only(settings.projections_path)
+        try:
+            lag = lines_after(conn, recorded.cursor, None)
+        finally:
+            conn.close()
+    return {"cursor": recorded.cursor, "lag": lag, "error": recorded.error}

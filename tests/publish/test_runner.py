@@ -1,0 +1,115 @@
+"""`serve` publishing continuously, and `publish --once`, against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from tests._helpers import (
+    ALICE,
+    FORGOTTEN,
+    KEPT,
+    ROOT,
+    ServeProcess,
+    app_env,
+    populate_people,
+    wait_until,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def _rows(url: str, query: str) -> list[tuple[Any, ...]]:
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            return conn.execute(query).fetchall()
+    except psycopg.errors.UndefinedTable:
+        return []
+
+
+def _app(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app", *argv],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_serve_publishes_and_a_forget_reaches_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    """With BITBYBIT_PUBLISH_URL, the tables reach PostgreSQL, and so does a forget."""
+    schema = "serve_publish"
+    data_dir = tmp_path / "data"
+    populate_people(data_dir)
+    env = {"BITBYBIT_PUBLISH_URL": postgres_url, "BITBYBIT_PUBLISH_SCHEMA": schema}
+    server = ServeProcess(data_dir, env)
+    try:
+        customers = f"SELECT id, email FROM {schema}.customers ORDER BY id"
+        wait_until(
+            lambda: {row[0] for row in _rows(postgres_url, customers)} >= {FORGOTTEN, KEPT},
+            "the customers in PostgreSQL",
+        )
+        assert (FORGOTTEN, ALICE["email"]) in _rows(postgres_url, customers)
+        forgotten = _app(
+            "forget",
+            "--customer",
+            FORGOTTEN,
+            "--yes",
+            "--data-dir",
+            str(data_dir),
+            env={**app_env(), **env},
+        )
+        assert forgotten.returncode == 0, forgotten.stderr
+        wait_until(
+            lambda: (FORGOTTEN, None) in _rows(postgres_url, customers),
+            "the forget in PostgreSQL",
+        )
+        dumped = json.dumps(_rows(postgres_url, f"SELECT * FROM {schema}.orders"), default=str)
+        assert ALICE["shipping_street"] not in dumped
+        status = _app("status", "--json", "--data-dir", str(data_dir), env=app_env())
+        assert status.returncode == 0, status.stderr
+        published = json.loads(status.stdout)["publish"]
+        assert published["cursor"] is not None
+        assert published["error"] is None
+        url = f"http://127.0.0.1:{server.port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            metrics = answer.read().decode()
+        assert "bitbybit_publish_lag " in metrics
+        assert "bitbybit_publish_errors_total 0.0" in metrics
+    finally:
+        server.stop()
+    password = postgres_url.split("@", maxsplit=1)[0].rsplit(":", 1)[-1]
+    assert password.encode() not in server.log_path.read_bytes()
+
+
+def test_publish_once_catches_up_and_says_when_it_cannot(tmp_path: Path, postgres_url: str) -> None:
+    """`publish --once` applies the feed and exits 0; an unreachable server is exit 1."""
+    data_dir = tmp_path / "data"
+    populate_people(data_dir)
+    once = _app(
+        "publish",
+        "--once",
+        "--schema",
+        "once",
+        "--data-dir",
+        str(data_dir),
+        env={**app_env(), "BITBYBIT_PUBLISH_URL": postgres_url},
+    )
+    assert once.returncode == 0, once.stderr
+    assert len(_rows(postgres_url, "SELECT id FROM once.customers")) >= 2
+    unreachable = "postgresql://mirror:s3cret-pw@127.0.0.1:9/shop"
+    failed = _app(
+        "publish", "--once", "--to", unreachable, "--data-dir", str(data_dir), env=app_env()
+    )
+    assert failed.returncode == 1
+    assert "Traceback" not in failed.stderr
+    assert "s3cret-pw" not in failed.stderr + failed.stdout
