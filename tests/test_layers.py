@@ -61,6 +61,7 @@ LEAVES = (
     "app/instants.py",
     "app/logging_setup.py",
     "app/metrics.py",
+    "app/children.py",
 )
 # The only module of `app` that the projections may import.
 PROJECTIONS_MAY_IMPORT = ("app.instants",)

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import structlog
 
+from app import children
 from app.eventlog import erasure
 from app.eventlog.erasure import ScrubError, scrub, secure, truncate_wal
 from app.eventlog.reads import LogReader
@@ -661,11 +662,8 @@ async def sweeping(
                 log.exception("forget_sweep_failed")
             await asyncio.sleep(every)
 
-    task = asyncio.create_task(run(), name="forget-sweep")
     try:
-        yield
+        async with children.in_background(run(), "forget-sweep"):
+            yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         executor.shutdown(wait=True)

@@ -12,15 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import os
 import sqlite3
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 import structlog
 
+from app import children
 from app.eventlog.reads import SELECT_HEAD, LogReader
 from app.projection import projector as projector_module
 from app.projection.follower import REPLACED
@@ -37,7 +36,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("app.projection.supervisor")
 
 RESTART_SECONDS = 1.0
-STOP_SECONDS = 10.0
 # How long /readyz and /metrics wait for the projections to open before leaving them out.
 REPORT_WAIT_SECONDS = 2.0
 
@@ -154,18 +152,10 @@ class ProjectorSupervisor:
     async def _supervise(self) -> None:
         """Run the follower; should it ever die, log it and start another."""
         while True:
-            self._process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "app.projection.follower",
-                str(self._settings.data_dir),
+            self._process = await children.start(
+                *("-m", "app.projection.follower", str(self._settings.data_dir)),
                 stdin=asyncio.subprocess.PIPE,
-                env={**os.environ, "BITBYBIT_LOG_LEVEL": self._settings.log_level},
-                # A process group of its own: a Ctrl-C on a terminal reaches the foreground
-                # group, that is `serve`, which then stops the follower by closing its
-                # stdin. Had the follower got the SIGINT too, it would die with a traceback
-                # in the log, even while still starting up.
-                process_group=0,
+                env={"BITBYBIT_LOG_LEVEL": self._settings.log_level},
             )
             code = await self._process.wait()
             if code == REPLACED:
@@ -202,29 +192,13 @@ class ProjectorSupervisor:
         Deliveries are taken from the start: a projections.db held by a rebuild's switch,
         or one that cannot be opened at all, delays projecting, never the endpoint.
         """
-        follower = asyncio.create_task(self._open_then_follow(), name="follower")
         try:
-            yield self
+            async with children.in_background(self._open_then_follow(), "follower"):
+                yield self
         finally:
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
-            await self._stop_follower()
+            await children.stop(self._process, at_end_of_input=True)
             await self._close_readers()
             self._executor.shutdown(wait=True)
-
-    async def _stop_follower(self) -> None:
-        process = self._process
-        if process is None or process.returncode is not None:
-            return
-        if process.stdin is not None:
-            # End of file on its stdin is the follower's signal to finish and exit.
-            process.stdin.close()
-        try:
-            await asyncio.wait_for(process.wait(), STOP_SECONDS)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
 
 
 async def _connect_read_only(uri: str) -> aiosqlite.Connection:

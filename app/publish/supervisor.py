@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import sys
 from typing import TYPE_CHECKING
 
 import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from app import children
 from app.publish.state import read_status, report
 
 if TYPE_CHECKING:
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("app.publish.supervisor")
 
 RESTART_SECONDS = 1.0
-STOP_SECONDS = 10.0
 
 
 @contextlib.asynccontextmanager
@@ -42,40 +40,24 @@ async def publishing(settings: Settings) -> AsyncIterator[None]:
     async def supervise() -> None:
         nonlocal process
         while True:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "app.publish.runner",
-                str(settings.data_dir),
+            process = await children.start(
+                *("-m", "app.publish.runner", str(settings.data_dir)),
                 stdin=asyncio.subprocess.PIPE,
                 env={
-                    **os.environ,
                     "BITBYBIT_PUBLISH_URL": settings.publish_url,
                     "BITBYBIT_PUBLISH_SCHEMA": settings.publish_schema,
                     "BITBYBIT_LOG_LEVEL": settings.log_level,
                 },
-                # Its own process group: a Ctrl-C reaches serve, which stops it in turn.
-                process_group=0,
             )
             code = await process.wait()
             log.error("publisher_exited", returncode=code)
             await asyncio.sleep(RESTART_SECONDS)
 
-    task = asyncio.create_task(supervise(), name="publisher")
     try:
-        yield
+        async with children.in_background(supervise(), "publisher"):
+            yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        if process is not None and process.returncode is None:
-            if process.stdin is not None:
-                process.stdin.close()  # end of file: the publisher's signal to stop
-            try:
-                await asyncio.wait_for(process.wait(), STOP_SECONDS)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await children.stop(process, at_end_of_input=True)
 
 
 class PublishCollector(Collector):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import os
 import sqlite3
 import sys
 import time
@@ -26,6 +25,7 @@ import structlog
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from app import children
 from app.eventlog.reads import LogReader
 from app.eventlog.store import EventStore
 from app.sqlite import read_only_uri
@@ -93,7 +93,6 @@ async def run_check(settings: Settings, policy: Policy | None = None) -> CheckRe
 
 
 log = structlog.get_logger("app.sync.runner")
-STOP_SECONDS = 10.0
 
 
 class SyncScheduler:
@@ -126,17 +125,13 @@ class SyncScheduler:
             before = last_run(self._settings.sync_path)
             settings = self._settings
             shared = ["--allow-shared-data-dir"] if settings.allow_shared_data_dir else []
-            self._process = await asyncio.create_subprocess_exec(
-                *(sys.executable, "-m", "app", "sync"),
-                *("--data-dir", str(settings.data_dir), "--json", *shared),
+            self._process = await children.start(
+                *("-m", "app", "sync", "--data-dir", str(settings.data_dir), "--json", *shared),
                 stdin=asyncio.subprocess.DEVNULL,
                 # Its report is in sync.db and in the line logged below (--json keeps its
                 # progress quiet); what it logs joins serve's log, at serve's level.
                 stdout=asyncio.subprocess.DEVNULL,
-                env={**os.environ, "BITBYBIT_LOG_LEVEL": settings.log_level},
-                # Its own process group, like the follower: a Ctrl-C reaches serve, which
-                # then stops the pass (a stopped pass resumes next time).
-                process_group=0,
+                env={"BITBYBIT_LOG_LEVEL": settings.log_level},
             )
             code = await self._process.wait()
             after = last_run(self._settings.sync_path)
@@ -154,25 +149,12 @@ class SyncScheduler:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[SyncScheduler]:
         """Schedule passes in the background; on exit, stop a pass that is running."""
-        task = asyncio.create_task(self._loop(), name="sync-scheduler")
         try:
-            yield self
+            async with children.in_background(self._loop(), "sync-scheduler"):
+                yield self
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await self._stop_pass()
-
-    async def _stop_pass(self) -> None:
-        process = self._process
-        if process is None or process.returncode is not None:
-            return
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), STOP_SECONDS)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+            # A stopped pass resumes next time.
+            await children.stop(self._process, at_end_of_input=False)
 
 
 OUTCOMES = ("read", "new", "changed", "unchanged", "gone", "problems")
