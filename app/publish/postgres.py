@@ -706,8 +706,8 @@ class Publisher:
         self.cursor, building, self._stored_views = row
         self.building = set(building)
 
-    def _create_views(self) -> None:
-        create_views(self.conn, self.schema, self.views)
+    def _create_views(self, grants: Mapping[str, Sequence[Grant]] | None = None) -> None:
+        create_views(self.conn, self.schema, self.views, grants)
         self._stored_views = self._views_digest
         self.conn.execute(
             sql.SQL("UPDATE {} SET views = %s").format(sql.Identifier(self.schema, STATE_TABLE)),
@@ -923,15 +923,15 @@ class Publisher:
             "SELECT set_config('lock_timeout', %s, true)",
             [f"{int(self.swap_lock_timeout * 1000)}ms"],
         )
+        # Dropping the old tables drops the views on them: their grants are kept too.
+        view_grants = {
+            name: grants_on(self.conn, sql.Identifier(self.schema, name))
+            for name in self.views.selects
+        }
         for projection in projections:
             for table in self._tables_of(projection):
                 live = sql.Identifier(self.schema, table.name)
-                grants = self.conn.execute(
-                    "SELECT a.grantee, a.privilege_type, a.is_grantable"
-                    " FROM pg_class c, aclexplode(c.relacl) a"
-                    " WHERE c.oid = to_regclass(%s) AND a.grantee <> c.relowner",
-                    [live.as_string(self.conn)],
-                ).fetchall()
+                grants = grants_on(self.conn, live)
                 self._warn_of_dependents(live)
                 self.conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(live))
                 self.conn.execute(
@@ -940,13 +940,11 @@ class Publisher:
                         sql.Identifier(self.schema),
                     )
                 )
-                for grantee, privilege, grantable in grants:
-                    self._grant(live, grantee, privilege, grantable=grantable)
+                grant(self.conn, live, grants)
         self.building.clear()
         self._read_live_columns()
-        # Dropping the old tables dropped the views on them.
         if self.views.selects:
-            self._create_views()
+            self._create_views(view_grants)
         return projections
 
     def _warn_of_dependents(self, table: sql.Identifier) -> None:
@@ -970,24 +968,6 @@ class Publisher:
                 views=theirs,
                 note="a rebuild replaced the table; create them again, or build them on ours",
             )
-
-    def _grant(
-        self, table: sql.Identifier, grantee: int, privilege: str, *, grantable: bool
-    ) -> None:
-        role: sql.Composable = sql.SQL("PUBLIC")
-        if grantee:
-            row = self.conn.execute("SELECT pg_get_userbyid(%s)", [grantee]).fetchone()
-            if row is None:  # pragma: no cover - the role was dropped in between
-                return
-            role = sql.Identifier(row[0])
-        self.conn.execute(
-            sql.SQL("GRANT {} ON {} TO {}{}").format(
-                sql.SQL(privilege),
-                table,
-                role,
-                sql.SQL(" WITH GRANT OPTION" if grantable else ""),
-            )
-        )
 
     def vacuum(self, tables: Iterable[str], *, full: bool = False) -> None:
         """VACUUM (ANALYZE) the named live tables, e.g. after a `forget` reached them.
@@ -1028,21 +1008,66 @@ class Views:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-def create_views(conn: psycopg.Connection[TupleRow], schema: str, views: Views) -> None:
+def create_views(
+    conn: psycopg.Connection[TupleRow],
+    schema: str,
+    views: Views,
+    grants: Mapping[str, Sequence[Grant]] | None = None,
+) -> None:
     """Create (again) the functions and views in `schema`, inside the caller's transaction.
 
     The publisher calls it in every swap's transaction (dropping the old tables dropped
-    the views on them), and at start when the views differ from those it last created.
-    A view binds the functions its creator's search_path finds, so both are created with
-    the schema alone on the path.
+    the views on them: `grants` are what was granted on them then), and at start when the
+    views differ from those it last created. Either way a read-only role keeps what it was
+    granted on each view. A view binds the functions its creator's search_path finds, so
+    both are created with the schema alone on the path.
     """
     conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
     for statement in views.functions:
         conn.execute(sql.SQL(statement))
     for name, select in views.selects.items():
-        conn.execute(sql.SQL("DROP VIEW IF EXISTS {} CASCADE").format(sql.Identifier(schema, name)))
+        view = sql.Identifier(schema, name)
+        kept = [*(grants or {}).get(name, ()), *grants_on(conn, view)]
+        conn.execute(sql.SQL("DROP VIEW IF EXISTS {} CASCADE").format(view))
+        conn.execute(sql.SQL("CREATE VIEW {} AS {}").format(view, sql.SQL(select)))
+        grant(conn, view, kept)
+
+
+Grant = tuple[int, str, bool]
+"""A privilege on a relation: (grantee's oid, 0 for PUBLIC; privilege; with grant option)."""
+
+
+def grants_on(conn: psycopg.Connection[TupleRow], relation: sql.Identifier) -> list[Grant]:
+    """What was granted on `relation` to others than its owner; none when it is missing."""
+    return [
+        (grantee, privilege, grantable)
+        for grantee, privilege, grantable in conn.execute(
+            "SELECT a.grantee, a.privilege_type, a.is_grantable"
+            " FROM pg_class c, aclexplode(c.relacl) a"
+            " WHERE c.oid = to_regclass(%s) AND a.grantee <> c.relowner",
+            [relation.as_string(conn)],
+        )
+    ]
+
+
+def grant(
+    conn: psycopg.Connection[TupleRow], relation: sql.Identifier, grants: Iterable[Grant]
+) -> None:
+    """Grant `grants` on `relation` again (a role dropped meanwhile is skipped)."""
+    for grantee, privilege, grantable in grants:
+        role: sql.Composable = sql.SQL("PUBLIC")
+        if grantee:
+            row = conn.execute("SELECT pg_get_userbyid(%s)", [grantee]).fetchone()
+            if row is None:  # pragma: no cover - the role was dropped in between
+                continue
+            role = sql.Identifier(row[0])
         conn.execute(
-            sql.SQL("CREATE VIEW {} AS {}").format(sql.Identifier(schema, name), sql.SQL(select))
+            sql.SQL("GRANT {} ON {} TO {}{}").format(
+                sql.SQL(privilege),
+                relation,
+                role,
+                sql.SQL(" WITH GRANT OPTION" if grantable else ""),
+            )
         )
 
 

@@ -575,11 +575,12 @@ class TestReset:
                 assert rows(reader, schema, "SELECT day, n FROM {s}.orders_by_day") == [
                     ("2024-03-01", 1)
                 ]
-                reader.execute(
-                    sql.SQL("GRANT SELECT ON {} TO {}").format(
-                        sql.Identifier(schema, "orders"), sql.Identifier(role)
+                for granted in ("orders", "order_count"):
+                    reader.execute(
+                        sql.SQL("GRANT SELECT ON {} TO {}").format(
+                            sql.Identifier(schema, granted), sql.Identifier(role)
+                        )
                     )
-                )
                 reader.execute(
                     sql.SQL("CREATE VIEW {} AS SELECT id FROM {}").format(
                         sql.Identifier(schema, "mine"), sql.Identifier(schema, "orders")
@@ -592,17 +593,24 @@ class TestReset:
             (dropped,) = [e for e in logs if e["event"] == "publish_dropped_dependent_views"]
             assert dropped["views"] == [f"{schema}.mine"]
             assert rows(reader, schema, "SELECT n FROM {s}.order_count") == [(2,)]
-            assert reader.execute(
-                "SELECT has_table_privilege(%s, %s, 'SELECT')", [role, f"{schema}.orders"]
-            ).fetchone() == (True,)
+            assert can_select(reader, role, f"{schema}.orders")
+            assert can_select(reader, role, f"{schema}.order_count")
+            assert not can_select(reader, role, f"{schema}.orders_by_day")
             # A changed view reaches PostgreSQL at the next start, without a rebuild.
             views = Views({"order_count": "SELECT count(*) + 1 AS n FROM orders"})
             with Publisher.connect(postgres_url, PROJECTIONS, schema=schema, views=views):
                 pass
             assert rows(reader, schema, "SELECT n FROM {s}.order_count") == [(3,)]
+            assert can_select(reader, role, f"{schema}.order_count")
         finally:
             drop(postgres_url, schema)
             reader.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def can_select(conn: psycopg.Connection[Any], role: str, relation: str) -> bool:
+    """Whether `role` may read `relation` (a table or a view)."""
+    found = conn.execute("SELECT has_table_privilege(%s, %s, 'SELECT')", [role, relation])
+    return cast("tuple[bool]", found.fetchone())[0]
 
 
 # The dashboard's function for the views' instants (projections.POSTGRESQL_FUNCTIONS on
