@@ -216,32 +216,34 @@ def parse_duration(text: str, name: str) -> int | None:
 def _read_secret(environ: Mapping[str, str], name: str) -> str:
     """A secret from `name`, or else from the file `name_FILE` names (refused if exposed)."""
     value = environ.get(name, "").strip()
-    path = environ.get(f"{name}_FILE", "")
-    if value or not path:
+    if value:
         return value
-    require_private_secret_file(Path(path), f"{name}_FILE")
-    try:
-        return Path(path).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise SettingsError(
-            f"{name}_FILE names {path!r}, which cannot be read: {exc.strerror}"
-        ) from exc
+    return (_secret_file_text(environ, name) or "").strip()
 
 
 def _read_secrets(environ: Mapping[str, str]) -> tuple[bytes, ...]:
+    """The signing secrets: the variable's and the file's together, during a rotation."""
     raw = environ.get("BITBYBIT_WEBHOOK_SECRET", "")
-    secret_file = environ.get("BITBYBIT_WEBHOOK_SECRET_FILE", "")
-    if secret_file:
-        require_private_secret_file(Path(secret_file), "BITBYBIT_WEBHOOK_SECRET_FILE")
-        try:
-            raw = ",".join([raw, Path(secret_file).read_text(encoding="utf-8")])
-        except OSError as exc:
-            raise SettingsError(
-                f"BITBYBIT_WEBHOOK_SECRET_FILE names {secret_file!r}, "
-                f"which cannot be read: {exc.strerror}"
-            ) from exc
+    from_file = _secret_file_text(environ, "BITBYBIT_WEBHOOK_SECRET")
+    if from_file is not None:
+        raw = f"{raw},{from_file}"
     parts = (part.strip() for part in raw.replace("\n", ",").split(","))
     return tuple(dict.fromkeys(part.encode() for part in parts if part))
+
+
+def _secret_file_text(environ: Mapping[str, str], name: str) -> str | None:
+    """What the file `name_FILE` names holds; None when it is not set."""
+    variable = f"{name}_FILE"
+    path = environ.get(variable, "")
+    if not path:
+        return None
+    require_private_secret_file(Path(path), variable)
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(
+            f"{variable} names {path!r}, which cannot be read: {exc.strerror}"
+        ) from exc
 
 
 def require_private_secret_file(path: Path, variable: str) -> None:

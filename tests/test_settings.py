@@ -54,6 +54,43 @@ class TestSecrets:
             assert "2 configured" in text
 
 
+class TestPublishURL:
+    """The PostgreSQL URL of `publish` is a secret like the signing secret."""
+
+    URL = "postgresql://mirror:s3cret-pw@db.example/shop"
+
+    def test_from_the_variable_or_a_private_file(self, tmp_path: Path) -> None:
+        """The variable wins; else the file, trimmed; the schema defaults to bitbybit."""
+        path = tmp_path / "publish-url"
+        path.write_text(f"{self.URL}\n", encoding="utf-8")
+        path.chmod(0o600)
+        from_file = Settings.from_env({"BITBYBIT_PUBLISH_URL_FILE": str(path)})
+        assert (from_file.publish_url, from_file.publish_schema) == (self.URL, "bitbybit")
+        both = Settings.from_env(
+            {
+                "BITBYBIT_PUBLISH_URL": "postgresql://other/db",
+                "BITBYBIT_PUBLISH_URL_FILE": str(path),
+                "BITBYBIT_PUBLISH_SCHEMA": " shop ",
+            }
+        )
+        assert (both.publish_url, both.publish_schema) == ("postgresql://other/db", "shop")
+
+    def test_a_file_others_can_read_is_refused(self, tmp_path: Path) -> None:
+        """As for the signing secret: the error names the variable, never the URL."""
+        path = tmp_path / "publish-url"
+        path.write_text(self.URL, encoding="utf-8")
+        path.chmod(0o644)
+        with pytest.raises(SettingsError, match="BITBYBIT_PUBLISH_URL_FILE") as refused:
+            Settings.from_env({"BITBYBIT_PUBLISH_URL_FILE": str(path)})
+        assert "s3cret-pw" not in str(refused.value)
+
+    def test_repr_does_not_show_the_url(self) -> None:
+        """Only whether it is set."""
+        settings = Settings.from_env({"BITBYBIT_PUBLISH_URL": self.URL})
+        assert "s3cret-pw" not in repr(settings)
+        assert "publish_url=<set>" in repr(settings)
+
+
 class TestValues:
     """The other settings, their defaults and their validation."""
 
