@@ -220,9 +220,9 @@ def test_a_closed_output_pipe_ends_quietly(tmp_path: Path) -> None:
         ]
     )
     store.close()
+    command = ["events", "--json", "--limit", "2000", "--data-dir", str(tmp_path)]
     reader = subprocess.Popen(
-        [sys.executable, "-m", "app", "events", "--json", "--limit", "2000"]
-        + ["--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "app", *command],
         cwd=ROOT,
         env=app_env(),
         stdout=subprocess.PIPE,
