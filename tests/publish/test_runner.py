@@ -59,6 +59,9 @@ def test_serve_publishes_and_a_forget_reaches_postgresql(tmp_path: Path, postgre
             "the customers in PostgreSQL",
         )
         assert (FORGOTTEN, ALICE["email"]) in _rows(postgres_url, customers)
+        # VACUUM FULL writes each table anew, in a file of its own.
+        files = f"SELECT pg_relation_filenode('{schema}.customers')"
+        before = _rows(postgres_url, files)
         forgotten = _app(
             "forget",
             "--customer",
@@ -72,6 +75,10 @@ def test_serve_publishes_and_a_forget_reaches_postgresql(tmp_path: Path, postgre
         wait_until(
             lambda: (FORGOTTEN, None) in _rows(postgres_url, customers),
             "the forget in PostgreSQL",
+        )
+        wait_until(
+            lambda: _rows(postgres_url, files) != before,
+            "the forgotten customer's old row versions rewritten away",
         )
         dumped = json.dumps(_rows(postgres_url, f"SELECT * FROM {schema}.orders"), default=str)
         assert ALICE["shipping_street"] not in dumped
