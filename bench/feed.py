@@ -1,10 +1,11 @@
 """What the change feed costs the live projector and a rebuild, before and after, in one run.
 
-`scripts/bench feed [--events 200000] [--rounds 2] [--before REV]`
+`scripts/bench feed [--events 200000] [--rounds 2] [--before REV] [--after REV]`
 
 "Before" is a checkout of REV (default: the commit before the feed was added), "after"
-this tree. On the same generated log (cached like the rebuild benchmark's), alternating
-before, after, before, after:
+this tree, or a checkout of `--after` (the feed's own commits against their parent
+isolate its cost from what landed since). On the same generated log (cached like the
+rebuild benchmark's), alternating before, after, before, after:
 1. `bench/live_steps.py`: the whole log projected in steps of 1,500 events, as `serve`'s
    follower takes them under load, with its page cache; CPU seconds per event.
 2. `python -m app rebuild` as a whole command: wall time (and CPU of all its processes).
@@ -110,6 +111,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--before", help="the commit to compare with (default: before the feed)")
+    parser.add_argument("--after", help="the commit to measure (default: this tree)")
     parser.add_argument(
         "--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "bitbybit-bench"
     )
@@ -117,8 +119,11 @@ def main() -> None:
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     log_path = cached_log(args.cache_dir, args.events)
     rev = args.before or _before_rev()
-    checkout = Path(tempfile.mkdtemp(prefix="feed-before-", dir=args.cache_dir)) / "tree"
-    sides = {"before": _checkout(rev, checkout), "after": ROOT}
+    trees = Path(tempfile.mkdtemp(prefix="feed-trees-", dir=args.cache_dir))
+    checkouts = [_checkout(rev, trees / "before")]
+    if args.after:
+        checkouts.append(_checkout(args.after, trees / "after"))
+    sides = {"before": checkouts[0], "after": checkouts[1] if args.after else ROOT}
     live: dict[str, list[float]] = {"before": [], "after": []}
     wall: dict[str, list[float]] = {"before": [], "after": []}
     try:
@@ -134,7 +139,10 @@ def main() -> None:
                     flush=True,
                 )
     finally:
-        subprocess.run([GIT, "worktree", "remove", "--force", str(checkout)], cwd=ROOT, check=False)
+        for checkout in checkouts:
+            subprocess.run(
+                [GIT, "worktree", "remove", "--force", str(checkout)], cwd=ROOT, check=False
+            )
     live_ratio = statistics.median(live["after"]) / statistics.median(live["before"])
     wall_ratio = statistics.median(wall["after"]) / statistics.median(wall["before"])
     for name, ratio in (("live CPU per event", live_ratio), ("rebuild wall time", wall_ratio)):
