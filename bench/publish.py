@@ -16,13 +16,15 @@ or the one `--to URL` names; every schema the benchmark makes there is dropped a
    (bench/rebuild.py's measurement), the PostgreSQL server's CPU meanwhile (a local
    server only), and the rows in the schema's tables afterwards, hence rows/s; then the
    ratio a/b of wall times (>= 1.0: publish no slower than the lean copy).
-2. Follow lag under the ingest benchmark's load. `python -m app serve` with
-   BITBYBIT_PUBLISH_URL set, driven by wrk at the ingest benchmark's settings for
-   `--duration` s. Meanwhile a probe thread posts its own signed `customer.created` with a
+2. Follow lag, `--lag-runs` times. `python -m app serve` with BITBYBIT_PUBLISH_URL set on
+   a fresh data directory; a probe thread posts its own signed `customer.created` with a
    fresh id every `--probe-interval` s and notes the monotonic time of its 200, and a
    poller thread, on a connection of its own, looks for the probes' rows in the published
-   `customers` every 10 ms (polling, not LISTEN). Reported: p50, p99 and max seconds from
-   the 200 to the row being visible, and the probes' count. Target (SPEC): within 2 s.
+   `customers` every 10 ms (polling, not LISTEN). Probed for `--idle` s with no other load
+   (the floor), then for `--duration` s while wrk drives `serve` at the ingest benchmark's
+   settings (64 connections, pre-signed unique deliveries: as fast as it answers, more than
+   a normal load). Reported for each: p50, p99 and max seconds from the 200 to the row
+   being visible, and the probes' count. Target (SPEC): within 2 s at normal load.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NamedTuple, NoReturn, Self
 
 import msgspec
 import psycopg
@@ -56,6 +58,9 @@ from wrk import WrkResult, run_wrk
 
 from app.instants import format_instant
 from app.webhooks.signature import sign
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 BENCH_DIR = Path(__file__).resolve().parent
 POLL_SECONDS = 0.01
@@ -179,6 +184,14 @@ def first_publish(args: argparse.Namespace, url: str) -> None:
 # --- 2. Follow lag ---------------------------------------------------------------------
 
 
+class Sample(NamedTuple):
+    """One phase's probes: seconds from 200 to visible (sorted), and how many were lost."""
+
+    lags: list[float]
+    invisible: int  # answered 200, never seen within VISIBLE_TIMEOUT
+    failed: int  # not answered 200
+
+
 class Probes:
     """Posts uniquely identified deliveries, and notes when each one's row is published."""
 
@@ -188,20 +201,27 @@ class Probes:
         self._url, self._table = url, sql.Identifier(schema, "customers")
         self._interval = interval
         self._tag = uuid.uuid4().hex[:8]
+        self._number = 0
         self._lock = threading.Lock()
-        self.answered: dict[str, float] = {}  # id -> monotonic time of its 200
-        self.visible: dict[str, float] = {}  # id -> monotonic time its row was seen
-        self.failed = 0
+        self._answered: dict[str, float] = {}  # id -> monotonic time of its 200
+        self._visible: dict[str, float] = {}  # id -> monotonic time its row was seen
+        self._failed = 0
         self._sending = threading.Event()
         self._done = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._send_all, daemon=True),
-            threading.Thread(target=self._poll, daemon=True),
-        ]
+        self._poller = threading.Thread(target=self._poll, name="probe-poller", daemon=True)
 
-    def send(self, number: int) -> str | None:
-        """Post probe `number`; its id once answered 200, else None."""
-        now = int(time.time())
+    def __enter__(self) -> Self:
+        self._poller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._poller.join()
+
+    def send(self) -> str | None:
+        """Post the next probe; its id once answered 200, else None."""
+        self._number += 1
+        now, number = int(time.time()), self._number
         probe_id = f"cust_probe_{self._tag}_{number}"
         body = _encode(
             {
@@ -226,57 +246,52 @@ class Probes:
             status = 0
         finally:
             conn.close()
-        if status != 200:
-            self.failed += 1
-            return None
         with self._lock:
-            self.answered[probe_id] = answered
+            if status != 200:
+                self._failed += 1
+                return None
+            self._answered[probe_id] = answered
         return probe_id
 
-    def wait_visible(self, probe_id: str | None, timeout: float = VISIBLE_TIMEOUT) -> bool:
-        """Whether the probe's row showed within `timeout` s (the poller must be running)."""
+    @contextlib.contextmanager
+    def sending(self) -> Iterator[list[Sample]]:
+        """Post a probe every interval during the block; then wait for their rows."""
+        self.take()
+        self._sending.set()
+        sender = threading.Thread(target=self._send_all, name="probe-sender", daemon=True)
+        sender.start()
+        sample: list[Sample] = []
+        try:
+            yield sample
+        finally:
+            self._sending.clear()
+            sender.join()
+        self.settle()
+        sample.append(self.take())
+
+    def settle(self, timeout: float = VISIBLE_TIMEOUT) -> None:
+        """Wait until every answered probe is visible, at most `timeout` s."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
-                if probe_id in self.visible:
-                    return True
+                if self._answered.keys() <= self._visible.keys():
+                    return
             time.sleep(POLL_SECONDS)
-        return False
 
-    def forget(self) -> None:
-        """Forget the probes so far (a warm-up)."""
+    def take(self) -> Sample:
+        """The probes so far, forgotten."""
         with self._lock:
-            self.answered.clear()
-            self.visible.clear()
-
-    def start_polling(self) -> None:
-        """Start looking for answered probes' rows."""
-        self._threads[1].start()
-
-    def start_sending(self) -> None:
-        """Start posting a probe every interval."""
-        self._sending.set()
-        self._threads[0].start()
-
-    def stop_sending(self) -> None:
-        """Stop posting probes."""
-        self._sending.clear()
-        self._threads[0].join()
-
-    def stop(self) -> None:
-        """Stop everything."""
-        self._sending.clear()
-        self._done.set()
-        for thread in self._threads:
-            if thread.is_alive():
-                thread.join()
+            lags = sorted(
+                self._visible[i] - t for i, t in self._answered.items() if i in self._visible
+            )
+            sample = Sample(lags, len(self._answered) - len(lags), self._failed)
+            self._answered, self._visible, self._failed = {}, {}, 0
+        return sample
 
     def _send_all(self) -> None:
-        number = 1
         while self._sending.is_set():
             began = time.monotonic()
-            self.send(number)
-            number += 1
+            self.send()
             time.sleep(max(0.0, self._interval - (time.monotonic() - began)))
 
     def _poll(self) -> None:
@@ -284,19 +299,15 @@ class Probes:
         with psycopg.connect(self._url, autocommit=True) as conn:
             while not self._done.is_set():
                 with self._lock:
-                    pending = [i for i in self.answered if i not in self.visible]
+                    pending = [i for i in self._answered if i not in self._visible]
                 if pending:
+                    # Before the first publish has swapped them in, there are no tables.
                     with contextlib.suppress(psycopg.errors.UndefinedTable):
                         found = conn.execute(query, [pending]).fetchall()
                         now = time.monotonic()
                         with self._lock:
-                            self.visible.update((row[0], now) for row in found)
+                            self._visible.update((row[0], now) for row in found)
                 time.sleep(POLL_SECONDS)
-
-    def lags(self) -> list[float]:
-        """Seconds from 200 to visible of every probe seen, sorted."""
-        with self._lock:
-            return sorted(self.visible[i] - self.answered[i] for i in self.visible)
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -306,8 +317,8 @@ def _percentile(values: list[float], share: float) -> float:
     return values[max(0, math.ceil(share * len(values)) - 1)]
 
 
-def follow_lag(args: argparse.Namespace, url: str, run: int) -> tuple[WrkResult, Probes]:
-    """One run of `serve` publishing to `url` under wrk's load, probed meanwhile."""
+def follow_lag(args: argparse.Namespace, url: str, run: int) -> tuple[Sample, Sample, WrkResult]:
+    """One run of `serve` publishing to `url`: probed idle, then under wrk's load."""
     schema = f"bench_follow_{uuid.uuid4().hex[:8]}"
     workdir = Path(tempfile.mkdtemp(prefix="bench-publish-lag-"))
     env = _env()
@@ -317,54 +328,58 @@ def follow_lag(args: argparse.Namespace, url: str, run: int) -> tuple[WrkResult,
     argv = [sys.executable, "-m", "app", "serve", "--port", str(port)]
     argv += ["--data-dir", str(workdir / "data")]
     factory = SignedRequests(requests_for(args.duration, args), args.seed + run, SECRET.encode())
-    sign_round(factory, workdir / "requests", args, args.duration)
-    probes = Probes(base, url, schema, args.probe_interval)
     try:
+        sign_round(factory, workdir / "requests", args, args.duration)
         with (
             (workdir / "service.log").open("wb") as log,
             started(argv, f"{base}/healthz", env, log),
+            Probes(base, url, schema, args.probe_interval) as probes,
         ):
-            probes.start_polling()
             # The first delivery makes the publisher build and swap in the tables.
-            if not probes.wait_visible(probes.send(0)):
+            probes.send()
+            probes.settle()
+            if probes.take().invisible:
                 raise RuntimeError(f"the first probe was not published within {VISIBLE_TIMEOUT} s")
-            probes.forget()
-            probes.start_sending()
-            try:
+            with probes.sending() as idle:
+                time.sleep(args.idle)
+            with probes.sending() as loaded:
                 load = run_wrk(f"{base}/webhooks", workdir / "requests", args, args.duration)
-            finally:
-                probes.stop_sending()
-            deadline = time.monotonic() + VISIBLE_TIMEOUT
-            while len(probes.visible) < len(probes.answered) and time.monotonic() < deadline:
-                time.sleep(0.1)
     finally:
-        probes.stop()
         _drop(url, schema)
         shutil.rmtree(workdir, ignore_errors=True)
-    return load, probes
+    return idle[0], loaded[0], load
 
 
-def _spread(lags: list[float]) -> str:
-    """p50, p99 and max of sorted `lags`, and the verdict against the target."""
-    met = bool(lags) and lags[-1] <= TARGET_SECONDS
+def _spread(sample: Sample) -> str:
+    """How many probes, their p50, p99 and max, and the verdict against the target."""
+    lags = sample.lags
+    met = bool(lags) and lags[-1] <= TARGET_SECONDS and not sample.invisible
     return (
-        f"p50 {_percentile(lags, 0.5):.3f} s, p99 {_percentile(lags, 0.99):.3f} s, "
-        f"max {max(lags, default=math.nan):.3f} s (target {TARGET_SECONDS:g} s: "
-        f"{'met' if met else 'NOT met'})"
+        f"{len(lags)} probes ({sample.invisible} never visible, {sample.failed} not "
+        f"answered 200): p50 {_percentile(lags, 0.5):.3f} s, p99 "
+        f"{_percentile(lags, 0.99):.3f} s, max {max(lags, default=math.nan):.3f} s "
+        f"(target {TARGET_SECONDS:g} s: {'met' if met else 'NOT met'})"
     )
 
 
-def report_lag(run: int, load: WrkResult, probes: Probes) -> list[float]:
-    """Print one run's figures; return its lags."""
-    lags = probes.lags()
-    print(
-        f"lag run {run}: wrk {load.rps:,.0f} req/s ({load.accepted:,} accepted, p99 "
-        f"{load.p99_ms:.0f} ms, {load.non2xx} non-2xx); {len(probes.answered)} probes "
-        f"answered 200 ({probes.failed} not), {len(probes.answered) - len(lags)} never "
-        f"visible; 200 -> visible in PostgreSQL: {_spread(lags)}",
-        flush=True,
-    )
-    return lags
+def lag_runs(args: argparse.Namespace, url: str) -> None:
+    """Run the follow lag `--lag-runs` times; print each run's figures and all together."""
+    idle_all, loaded_all = Sample([], 0, 0), Sample([], 0, 0)
+    for run in range(1, args.lag_runs + 1):
+        idle, loaded, load = follow_lag(args, url, run)
+        print(
+            f"lag run {run}, idle: 200 -> visible in PostgreSQL, {_spread(idle)}\n"
+            f"lag run {run}, under load (wrk {load.rps:,.0f} req/s, {load.accepted:,} accepted, "
+            f"p99 {load.p99_ms:.0f} ms, {load.non2xx} non-2xx): {_spread(loaded)}",
+            flush=True,
+        )
+        idle_all, loaded_all = _joined(idle_all, idle), _joined(loaded_all, loaded)
+    print(f"all runs, idle: {_spread(idle_all)}", flush=True)
+    print(f"all runs, under load: {_spread(loaded_all)}", flush=True)
+
+
+def _joined(a: Sample, b: Sample) -> Sample:
+    return Sample(sorted(a.lags + b.lags), a.invisible + b.invisible, a.failed + b.failed)
 
 
 # --- Command line ----------------------------------------------------------------------
@@ -383,6 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=2, help="a/b pairs of the first publish")
     parser.add_argument("--lag-runs", type=int, default=2, help="runs of the follow lag")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load per lag run")
+    parser.add_argument(
+        "--idle", type=float, default=5.0, help="seconds of probes before the load (5)"
+    )
     parser.add_argument(
         "--probe-interval", type=float, default=0.15, help="seconds between probes (0.15)"
     )
@@ -413,11 +431,7 @@ def main() -> int:
             if args.only in (None, "first"):
                 first_publish(args, url)
             if args.only in (None, "lag"):
-                lags: list[float] = []
-                for run in range(1, args.lag_runs + 1):
-                    lags += report_lag(run, *follow_lag(args, url, run))
-                lags.sort()
-                print(f"lag over all runs: {len(lags)} probes, {_spread(lags)}", flush=True)
+                lag_runs(args, url)
     except (RuntimeError, OSError, subprocess.SubprocessError, psycopg.Error) as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 2
