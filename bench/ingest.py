@@ -60,6 +60,21 @@ SECRET = "bench-secret-not-for-production"  # noqa: S105 - a throwaway secret fo
 MAX_DURATION = 240  # keeps every `t` signed before a round inside the 300 s tolerance
 
 
+def requests_for(duration: float, args: argparse.Namespace) -> int:
+    """Deliveries to sign for `duration` seconds of load: more than the service can take."""
+    rate: float = args.max_rate
+    return max(1000, math.ceil(duration * rate))
+
+
+def sign_round(
+    factory: SignedRequests, prefix: Path, args: argparse.Namespace, duration: float
+) -> int:
+    """Sign a round's deliveries into wrk's files under `prefix`; return how many."""
+    count = requests_for(duration, args)
+    write_slices(factory.build(count, "127.0.0.1"), prefix, args.threads)
+    return count
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Setup:
     """What every service round needs."""
@@ -74,10 +89,9 @@ class _Setup:
 def _service_round(setup: _Setup, *, duration: float, name: str) -> ServiceRound:
     """Sign fresh deliveries, load the service with them, watch the projections' lag."""
     factory, base, workdir, args = setup.factory, setup.base, setup.workdir, setup.args
-    count = max(1000, math.ceil(duration * args.max_rate))
     began = time.perf_counter()
     prefix = workdir / f"requests-{name}"
-    write_slices(factory.build(count, "127.0.0.1"), prefix, args.threads)
+    count = sign_round(factory, prefix, args, duration)
     generate_seconds = time.perf_counter() - began
     # The CPU window closes once the projections have caught up, so the projector's work
     # for this round's deliveries is all in it.
@@ -120,8 +134,8 @@ def run(args: argparse.Namespace) -> Totals:
         "--data-dir", str(data_dir),
     ]  # fmt: skip
     bare_argv = [sys.executable, str(BENCH_DIR / "bare_handler.py"), "--port", str(bare_port)]
-    per_round = max(1000, math.ceil(args.duration * args.max_rate))
-    warmup = max(1000, math.ceil(args.warmup * args.max_rate)) if args.warmup > 0 else 0
+    per_round = requests_for(args.duration, args)
+    warmup = requests_for(args.warmup, args) if args.warmup > 0 else 0
     factory = SignedRequests(warmup + args.rounds * per_round, args.seed, SECRET.encode())
     print(f"work dir {workdir} (service log: service.log)", flush=True)
     try:
@@ -221,16 +235,10 @@ def _count_logged(path: Path) -> int:
     return count
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Command-line options; every one has a default."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=2, help="A B pairs to run (default 2)")
+def add_load_options(parser: argparse.ArgumentParser) -> None:
+    """The options of the load wrk makes (the publish benchmark makes the same)."""
     parser.add_argument("--connections", type=int, default=64, help="wrk connections")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
-    parser.add_argument("--warmup", type=float, default=2.0, help="unrecorded seconds per side")
     parser.add_argument(
         "--max-rate",
         type=float,
@@ -240,6 +248,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
     parser.add_argument("--wrk", default="wrk", help="the wrk binary")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line options; every one has a default."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=2, help="A B pairs to run (default 2)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unrecorded seconds per side")
+    add_load_options(parser)
     parser.add_argument(
         "--profile",
         type=Path,

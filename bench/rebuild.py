@@ -73,9 +73,14 @@ def run_command(kind: str, argv: list[str], env: dict[str, str]) -> Result:
     started = time.perf_counter()
     process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE)
     peak = 0
-    while process.poll() is None:
-        peak = max(peak, _tree_rss(process.pid))
-        time.sleep(SAMPLE_SECONDS)
+    try:
+        while process.poll() is None:
+            peak = max(peak, _tree_rss(process.pid))
+            time.sleep(SAMPLE_SECONDS)
+    except BaseException:  # interrupted: leave nothing running
+        process.kill()
+        process.wait()
+        raise
     seconds = time.perf_counter() - started
     output = process.stdout.read().decode() if process.stdout else ""
     if process.returncode != 0:
@@ -100,16 +105,23 @@ def cached_log(cache_dir: Path, events: int) -> Path:
     return path
 
 
+def data_dir_with(log_path: Path, parent: Path, prefix: str) -> Path:
+    """A fresh data directory under `parent` holding the log (hard-linked where it can be)."""
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    events = work / "events.db"
+    try:
+        events.hardlink_to(log_path)
+    except OSError:
+        shutil.copyfile(log_path, events)
+    events.chmod(0o600)  # the product refuses a log that other users can read
+    return work
+
+
 def measure(kind: str, log_path: Path, cache_dir: Path) -> Result:
     """One run of `kind` on a fresh data directory holding the log."""
-    work = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=cache_dir))
+    work = data_dir_with(log_path, cache_dir, f"{kind}-")
     try:
         events = work / "events.db"
-        try:
-            events.hardlink_to(log_path)
-        except OSError:
-            shutil.copyfile(log_path, events)
-        events.chmod(0o600)  # the product refuses a log that other users can read
         env = dict(os.environ)
         env.pop("BITBYBIT_DATA_DIR", None)
         if kind == "lean":
