@@ -135,6 +135,14 @@ def read_line(text: str | bytes) -> FeedLine:
         raise FeedLineError("not a JSON line") from error
     if not isinstance(data, dict):
         raise FeedLineError("not a change feed line")
+    return line_from(data)
+
+
+def line_from(data: Mapping[str, Any]) -> FeedLine:
+    """A line of the feed as `Feed.lines` gives it (or `changes` prints it), checked.
+
+    The publisher reads the feed in-process: the lines need not go through JSON.
+    """
     if "reset" in data and "cursor" in data:
         return Reset(projection=str(data["reset"]), cursor=str(data["cursor"]))
     key, row = data.get("key"), data.get("row", ...)
@@ -294,6 +302,10 @@ class _UnreadableError(ValueError):
 
 def _clean_text(text: str) -> str:
     # PostgreSQL's text holds neither NUL nor unpaired surrogates (SQLite and JSON can).
+    if text.isascii():  # the common case, checked at C speed
+        if "\x00" in text:
+            raise _AlteredError(text.replace("\x00", "\ufffd"))
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -22,13 +22,12 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-import msgspec
 import structlog
 
 from app.eventlog import erasure
 from app.logging_setup import configure_logging
 from app.projection.feed import Feed
-from app.publish.postgres import Batch, Target, Views, follow, read_line
+from app.publish.postgres import Batch, Target, Views, follow, line_from
 from app.settings import Settings
 from app.sqlite import connect_read_only
 from projections import POSTGRESQL_FUNCTIONS, discover
@@ -44,7 +43,6 @@ BATCH_LINES = 5000
 POLL_SECONDS = 0.2
 # The projections whose published tables a forget rewrites (customers, orders, messages).
 _FORGET_REACHES = ("customers", "orders", "messages")
-_encode = msgspec.json.Encoder().encode
 
 
 def target(url: str, schema: str) -> Target:
@@ -94,7 +92,7 @@ def _feed(
                 lines = reader.lines(after, BATCH_LINES)
                 if lines or not at_head:
                     at_head = len(lines) < BATCH_LINES
-                    yield Batch([read_line(_encode(line)) for line in lines], at_head=at_head)
+                    yield Batch([line_from(line) for line in lines], at_head=at_head)
                     if lines:
                         after = lines[-1]["cursor"]
                 if not at_head:
