@@ -45,10 +45,12 @@ from app.eventlog.rows import Delivery
 from app.eventlog.store import AppendResult, EventStore
 from app.files import make_private_dir
 from app.instants import format_instant
+from app.projection.feed import record
 from app.projection.projector import Projector, connect
+from app.sqlite import write_transaction
 from app.sync.client import Policy
 from app.webhooks.signature import compute_digest, sign
-from projections import customers, orders, products
+from projections import Touched, customers, orders, products
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
@@ -858,6 +860,13 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Delivery]:
         delivery(event_type, payload, webhook_id=f"wh-{n:03d}", timestamp=ts, signed_at=signed)
         for n, ((event_type, payload), ts, signed) in enumerate(events)
     ]
+
+
+def stray_order(conn: sqlite3.Connection) -> None:
+    """A row an earlier version of the code wrote, which a rebuild drops (and says so)."""
+    with write_transaction(conn):
+        conn.execute("INSERT OR REPLACE INTO orders (id, status) VALUES ('stray', 'old')")
+        record(conn, orders, Touched(entities={"stray": 0}))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -16,12 +16,10 @@ from hypothesis import strategies as st
 
 import projections
 from app.ops.forget import forget
-from app.projection.feed import CursorError, Feed, compact, cursor, parse_cursor, record
+from app.projection.feed import CursorError, Feed, compact, cursor, parse_cursor
 from app.projection.rebuild import rebuild
 from app.settings import Settings
-from app.sqlite import write_transaction
-from projections import Touched
-from tests._helpers import Harness, histories, sample
+from tests._helpers import Harness, histories, sample, stray_order
 
 if TYPE_CHECKING:
     import sqlite3
@@ -118,7 +116,7 @@ def test_a_consumer_of_the_feed_holds_the_tables(
                     consumer.read(harness.conn, data.draw(st.integers(1, 30), label="limit"))
                 elif step == "rebuild":
                     # A row an earlier version of the code wrote, which the rebuild drops.
-                    _stray_order(harness.conn)
+                    stray_order(harness.conn)
                     consumer.read(harness.conn)
                     rebuild(config, projections.discover(), stream=io.StringIO())
                 elif step == "compact":
@@ -131,13 +129,6 @@ def test_a_consumer_of_the_feed_holds_the_tables(
             assert consumer.held() == projected(harness.conn)
         finally:
             harness.close()
-
-
-def _stray_order(conn: sqlite3.Connection) -> None:
-    orders = next(p for p in projections.discover() if p.NAME == "orders")
-    with write_transaction(conn):
-        conn.execute("INSERT OR REPLACE INTO orders (id, status) VALUES ('stray', 'old')")
-        record(conn, orders, Touched(entities={"stray": 0}))
 
 
 def test_reading_again_from_a_cursor_gives_the_same_lines(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import io
 import itertools
 import json
 import os
@@ -12,10 +13,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
@@ -26,6 +29,9 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 import projections
+from app.ops.forget import forget
+from app.projection.feed import Feed
+from app.projection.rebuild import rebuild
 from app.publish.postgres import (
     BUILDING_SUFFIX,
     CHANNEL,
@@ -43,16 +49,25 @@ from app.publish.postgres import (
     describe_error,
     describe_target,
     follow,
+    line_from,
     published_tables,
     read_line,
 )
 from app.publish.state import read_status
-from tests._helpers import ROOT, append_and_project, delivery
+from app.settings import Settings
+from tests._helpers import (
+    ROOT,
+    Harness,
+    append_and_project,
+    delivery,
+    histories,
+    stray_order,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
-    from pathlib import Path
 
+    from app.eventlog.rows import Delivery
     from tests._postgres import PostgresServer
 
 PROJECTIONS = projections.discover()
@@ -1039,17 +1054,79 @@ class TestSameAsSQLite:
                     RowChange(cursor(len(lines) + 1), table.projection, table.name, key, row)
                 )
         publisher.apply(lines, at_head=True)
-        for table in TABLES.values():
-            names = [c.name for c in table.columns]
-            order_by = ", ".join(table.primary_key)
-            query = f"SELECT {', '.join(names)} FROM {{}}.{table.name} ORDER BY {order_by}"
-            want = [
-                tuple(normalised(c, v) for c, v in zip(table.columns, r, strict=True))
-                for r in lite.execute(query.format("main"))
-            ]
-            got = reader.execute(query.format(sql.Identifier(schema).as_string(reader))).fetchall()
-            assert got == want, table.name
-            assert want, f"{table.name}: the sample events leave it empty"
+        held = assert_same_rows(lite, reader, schema)
+        assert not [name for name, count in held.items() if not count], "sample leaves empty"
+
+    @settings(max_examples=20, deadline=None)
+    @given(history=histories(max_size=20), data=st.data())
+    def test_a_published_copy_holds_the_tables(
+        self,
+        postgres_url: str,
+        module_reader: psycopg.Connection[Any],
+        history: list[Delivery],
+        data: st.DataObject,
+    ) -> None:
+        """Deliveries in any order, again, rebuilds, forgets, publishes between: equal rows."""
+        arriving = [
+            *data.draw(st.permutations(history), label="arrival order"),
+            *data.draw(st.lists(st.sampled_from(history), max_size=3), label="again"),
+        ]
+        steps = data.draw(
+            st.lists(st.sampled_from(["publish", "rebuild", "forget", "nothing"]), min_size=3),
+            label="between batches",
+        )
+        schema = f"h_{uuid.uuid4().hex[:12]}"
+        with tempfile.TemporaryDirectory() as tmp:
+            directory = Path(tmp) / "data"
+            harness = Harness(directory, synchronous="OFF")
+            config = Settings(data_dir=directory)
+            try:
+                with Publisher.connect(postgres_url, PROJECTIONS, schema=schema) as publisher:
+                    size = max(1, len(arriving) // len(steps))
+                    for n, step in enumerate(steps):
+                        harness.append(arriving[n * size : (n + 1) * size])
+                        harness.project()
+                        if step == "publish":
+                            limit = data.draw(st.integers(1, 30), label="limit")
+                            publish_feed(harness.conn, publisher, limit)
+                        elif step == "rebuild":
+                            stray_order(harness.conn)
+                            publish_feed(harness.conn, publisher)
+                            rebuild(config, PROJECTIONS, stream=io.StringIO())
+                        elif step == "forget":
+                            forget(config, PROJECTIONS, "c1", reason="test")
+                    harness.append(arriving[len(steps) * size :])
+                    harness.project()
+                    publish_feed(harness.conn, publisher)
+                assert_same_rows(harness.conn, module_reader, schema)
+            finally:
+                harness.close()
+                drop(postgres_url, schema)
+
+
+def publish_feed(conn: sqlite3.Connection, publisher: Publisher, limit: int | None = None) -> None:
+    """Apply the feed after the publisher's cursor: `limit` lines, or all of them."""
+    lines = Feed(conn, PROJECTIONS).lines(publisher.cursor, limit or 1_000_000)
+    publisher.apply([line_from(line) for line in lines], at_head=limit is None)
+
+
+def assert_same_rows(
+    lite: sqlite3.Connection, reader: psycopg.Connection[Any], schema: str
+) -> dict[str, int]:
+    """Every published table's rows equal projections.db's, normalised; the row counts."""
+    counts = {}
+    for table in TABLES.values():
+        names = [c.name for c in table.columns]
+        order_by = ", ".join(table.primary_key)
+        query = f"SELECT {', '.join(names)} FROM {{}}.{table.name} ORDER BY {order_by}"
+        want = [
+            tuple(normalised(c, v) for c, v in zip(table.columns, r, strict=True))
+            for r in lite.execute(query.format("main"))
+        ]
+        got = reader.execute(query.format(sql.Identifier(schema).as_string(reader))).fetchall()
+        assert got == want, table.name
+        counts[table.name] = len(want)
+    return counts
 
 
 def normalised(column: Column, value: Any) -> Any:
