@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+import time
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
@@ -15,11 +17,13 @@ from tests._helpers import (
     FORGOTTEN,
     KEPT,
     ROOT,
+    DeliverySender,
     ServeProcess,
     app_env,
     populate_people,
     wait_until,
 )
+from tests._postgres import running_server
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -31,6 +35,21 @@ def _rows(url: str, query: str) -> list[tuple[Any, ...]]:
             return conn.execute(query).fetchall()
     except psycopg.errors.UndefinedTable:
         return []
+
+
+def _metric(server: ServeProcess, name: str) -> float | None:
+    """One unlabelled sample of serve's /metrics, None while it has none."""
+    url = f"http://127.0.0.1:{server.port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        found = re.search(rf"^{name} (\S+)$", answer.read().decode(), re.MULTILINE)
+    return None if found is None else float(found.group(1))
+
+
+def _publish_status(data_dir: Path) -> tuple[int | None, str | None]:
+    """`status --json`'s publish lag and error."""
+    status = _app("status", "--json", "--data-dir", str(data_dir), env=app_env())
+    published = json.loads(status.stdout)["publish"]
+    return published["lag"], published["error"]
 
 
 def _app(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -87,11 +106,8 @@ def test_serve_publishes_and_a_forget_reaches_postgresql(tmp_path: Path, postgre
         published = json.loads(status.stdout)["publish"]
         assert published["cursor"] is not None
         assert published["error"] is None
-        url = f"http://127.0.0.1:{server.port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as answer:
-            metrics = answer.read().decode()
-        assert "bitbybit_publish_lag " in metrics
-        assert "bitbybit_publish_errors_total 0.0" in metrics
+        assert _metric(server, "bitbybit_publish_lag") is not None
+        assert _metric(server, "bitbybit_publish_errors_total") == 0
     finally:
         server.stop()
     password = postgres_url.split("@", maxsplit=1)[0].rsplit(":", 1)[-1]
@@ -120,3 +136,42 @@ def test_publish_once_catches_up_and_says_when_it_cannot(tmp_path: Path, postgre
     assert failed.returncode == 1
     assert "Traceback" not in failed.stderr
     assert "s3cret-pw" not in failed.stderr + failed.stdout
+
+
+def test_postgresql_stopped_and_started_again_while_deliveries_arrive(tmp_path: Path) -> None:
+    """Deliveries go on being acknowledged; the publisher retries, then catches up on all."""
+    data_dir = tmp_path / "data"
+    query = "SELECT id FROM restart.customers"
+    with running_server() as postgres:  # a server of its own: this test stops it
+        env = {"BITBYBIT_PUBLISH_URL": postgres.url, "BITBYBIT_PUBLISH_SCHEMA": "restart"}
+        server = ServeProcess(data_dir, env)
+        sender = DeliverySender(server)
+        sender.start()
+        try:
+            wait_until(lambda: len(_rows(postgres.url, query)) >= 20, "the first rows published")
+            postgres.stop()
+            during = len(sender.snapshot())
+            wait_until(
+                lambda: (_metric(server, "bitbybit_publish_errors_total") or 0) > 0,
+                "the publisher noticing PostgreSQL gone",
+            )
+            wait_until(lambda: len(sender.snapshot()) >= during + 50, "deliveries meanwhile")
+            postgres.resume()
+            wait_until(lambda: len(sender.snapshot()) >= during + 100, "deliveries after")
+        finally:
+            sender.stop.set()
+            sender.join(timeout=30)
+        try:
+            acknowledged = {f"cust_{wh.removeprefix('wh_')}" for wh in sender.snapshot()}
+            assert sender.refused == 0
+            # The backoff waits at most 30 s between tries: a longer deadline than usual.
+            deadline = time.monotonic() + 90
+            while {row[0] for row in _rows(postgres.url, query)} != acknowledged:
+                assert time.monotonic() < deadline, "every acknowledged delivery published"
+                time.sleep(0.1)
+            # publish.json is written just after the commit that made the rows visible.
+            wait_until(lambda: _publish_status(data_dir) == (0, None), "status: no lag, no error")
+            assert (_metric(server, "bitbybit_publish_errors_total") or 0) >= 1
+        finally:
+            server.stop()
+    assert postgres.password.encode() not in server.log_path.read_bytes()
