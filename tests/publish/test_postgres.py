@@ -827,6 +827,53 @@ def test_killed_at_random_moments_it_resumes_with_nothing_missing_or_twice(
         assert got[table] == want_rows, table
 
 
+def test_the_publish_command_killed_at_random_moments_resumes(
+    postgres_url: str, schema: str, tmp_path: Path
+) -> None:
+    """`python -m app publish` SIGKILLed mid-load, again and again, ends as projections.db."""
+    data_dir = tmp_path / "data"
+    items = [{"id": "a", "title": "Kopi"}, {"id": "b", "title": "Teh"}]
+    # Three lines an order: 36,000, eight of the publisher's batches, eight commits.
+    append_and_project(
+        data_dir,
+        [
+            delivery(
+                "order.created",
+                {"id": f"o{n}", "status": "paid", "total": n, "lineItems": items},
+                webhook_id=f"wh{n}",
+            )
+            for n in range(12000)
+        ],
+    )
+    lite = sqlite3.connect(data_dir / "projections.db")
+    last = Feed(lite, PROJECTIONS).lines(None, 1_000_000)[-1]["cursor"]
+    command = [sys.executable, "-m", "app", "publish", "--schema", schema]
+    command += ["--data-dir", str(data_dir)]
+    env = {**os.environ, "BITBYBIT_PUBLISH_URL": postgres_url, "PYTHONPATH": str(ROOT)}
+    chooser = random.Random(12)  # noqa: S311 - test data, not security
+    kills: list[str | None] = []
+    for _ in range(3):
+        before = committed(postgres_url, schema)
+        process = subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while committed(postgres_url, schema) == before and time.monotonic() < deadline:
+                time.sleep(0.005)
+            time.sleep(chooser.uniform(0, 0.1))
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+        kills.append(committed(postgres_url, schema))
+    assert len(set(kills)) == 3, kills
+    assert kills[0] != last, "the first kill came after the end: a longer feed is needed"
+    once = subprocess.run([*command, "--once"], env=env, cwd=ROOT, check=False, timeout=120)
+    assert once.returncode == 0
+    with connect(postgres_url) as conn:
+        assert rows(conn, schema, "SELECT cursor FROM {s}._publish_state") == [(last,)]
+        held = assert_same_rows(lite, conn, schema)
+    assert held["order_line_items"] == 24_000
+
+
 # --- Following, failing, and the secret ------------------------------------------------
 
 
