@@ -63,6 +63,7 @@ from tests._helpers import (
     histories,
     stray_order,
 )
+from tests._postgres import running_server
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -104,6 +105,13 @@ def module_reader(postgres_url: str) -> Iterator[psycopg.Connection[Any]]:
     """A connection kept across a property test's examples (they only read)."""
     with connect(postgres_url) as conn:
         yield conn
+
+
+@pytest.fixture
+def own_server() -> Iterator[PostgresServer]:
+    """A server of its own, for a test that stops it: the suite's stays up for the others."""
+    with running_server() as server:
+        yield server
 
 
 @pytest.fixture
@@ -881,10 +889,11 @@ class TestFollow:
     """The loop: resumes from PostgreSQL's cursor, retries, records, never leaks the URL."""
 
     def test_follow_resumes_after_the_server_restarts(
-        self, postgres_server: PostgresServer, schema: str, tmp_path: Path
+        self, own_server: PostgresServer, tmp_path: Path
     ) -> None:
         """Stopped mid-feed: the error is recorded (no password), then it catches up."""
-        target = Target(postgres_server.url, PROJECTIONS, schema=schema)
+        schema = "restart"
+        target = Target(own_server.url, PROJECTIONS, schema=schema)
         lines = [order(n, f"o{n}") for n in range(1, 31)]
         stopped = threading.Event()
 
@@ -895,12 +904,12 @@ class TestFollow:
                 if not stopped.is_set():
                     # The first batch is committed; the server goes down before the next.
                     stopped.set()
-                    postgres_server.stop()
+                    own_server.stop()
 
         def delays() -> Iterator[float]:
             # The first retry finds the server down; the server is back for the second.
             yield 0.01
-            postgres_server.resume()
+            own_server.resume()
             while True:
                 yield 0.01
 
@@ -911,12 +920,12 @@ class TestFollow:
         failures = [e for e in logs if e["event"] == "publish_failed"]
         assert failures
         assert [e["event"] for e in logs].count("publish_resumed") == 1
-        assert postgres_server.password not in repr(logs)
+        assert own_server.password not in repr(logs)
         status = read_status(tmp_path)
         assert (status.cursor, status.error, status.errors) == (cursor(30), None, len(failures))
-        assert postgres_server.password not in (tmp_path / "publish.json").read_text()
-        assert status.target == f"127.0.0.1:{postgres_server.port}/postgres schema {schema}"
-        with connect(postgres_server.url) as conn:
+        assert own_server.password not in (tmp_path / "publish.json").read_text()
+        assert status.target == f"127.0.0.1:{own_server.port}/postgres schema {schema}"
+        with connect(own_server.url) as conn:
             assert rows(conn, schema, "SELECT count(*) FROM {s}.orders") == [(30,)]
 
     def test_unreachable_server_records_an_error_without_the_password(
