@@ -181,12 +181,20 @@ def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
     assert _names("app.http.views", FORBIDDEN["app/eventlog"])
 
 
-def test_the_postgresql_consumer_depends_on_no_other_part_of_app() -> None:
-    """postgres.py imports nothing of `app` but its state file: the feed comes as arguments."""
-    path = ROOT / "app" / "publish" / "postgres.py"
+@pytest.mark.parametrize("module", ["lines", "tables", "url", "postgres", "follow"])
+def test_the_postgresql_consumer_depends_on_no_other_part_of_app(module: str) -> None:
+    """The consumer imports nothing of `app` but itself: the feed comes as arguments.
+
+    Only runner.py (what `publish` runs) and supervisor.py (serve's child) know where the
+    feed comes from.
+    """
+    path = ROOT / "app" / "publish" / f"{module}.py"
     found = [
         m
         for m in sorted(imported_modules(path))
-        if _names(m, ("app",)) and not _names(m, ("app.publish.state",))
+        if _names(m, ("app",))
+        and not _names(
+            m, tuple(f"app.publish.{n}" for n in ("state", "lines", "tables", "url", "postgres"))
+        )
     ]
     assert found == []

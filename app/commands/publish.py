@@ -76,7 +76,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         )
         return 1
     from app.logging_setup import configure_logging  # noqa: PLC0415
-    from app.publish.postgres import PublishURLError  # noqa: PLC0415
+    from app.publish.url import PublishURLError  # noqa: PLC0415
 
     configure_logging(level=settings.log_level)
     stop = threading.Event()

@@ -1,12 +1,7 @@
 """The PostgreSQL copy of the projection tables, kept by consuming the change feed (SPEC §12).
 
-Decisions:
-- **Tables and types** come from the projections' own descriptions
-  (`projections.discover()`), so a new column or projection needs no change here:
-  `NUMERIC` stays `numeric`, `INTEGER` becomes `bigint`, a column named `*_at` becomes
-  `timestamptz`, a column the description lists in `json_columns` becomes `jsonb`, the
-  rest `text`. Primary keys and the description's indexes are the same as in SQLite.
-  The projections' hidden register state (`_state_*`) is not published.
+The tables and their values come from `tables.py`, the lines from `lines.py`; `follow.py`
+runs this in a loop that retries. Decisions:
 - **One transaction per batch**: the rows, the cursor (in `_publish_state`, beside the
   tables) and `pg_notify('bitbybit_changes', cursor)` commit together, so a publisher
   killed at any moment resumes from a cursor that matches the rows, and a listener is
@@ -29,20 +24,6 @@ Decisions:
   ones (a read-only BI role keeps working); other objects that depend on them, such as
   a user's own views, are dropped with them (`CASCADE`, named in a warning), and this
   module's views (`Views`, SPEC §11) are created again in the same transaction.
-- **Values PostgreSQL cannot take never fail a batch or drop a row**: that value is
-  written as NULL (a `timestamptz` that is not ISO 8601, an amount that is not a finite
-  number within `numeric`'s range), as a JSON string of the text (`jsonb` that is not
-  valid JSON, so nothing is lost), or with U+FFFD in place of what PostgreSQL's text
-  cannot hold (NUL, lone surrogates); each is counted and logged by table and column,
-  never with the value, which may be personal data. A timestamp is read exactly as the
-  projections read instants (`datetime.fromisoformat`, no offset meaning UTC), so what
-  the mirror can order, PostgreSQL holds. The SQLite tables keep the original text.
-- **The URL is a secret**: it is never logged, and error texts are redacted before they
-  are logged or recorded (libpq quotes a malformed connection string whole, password
-  included); `describe_target` names host, port and database only.
-- **Progress readable without PostgreSQL**: `follow` records the last committed cursor
-  and the last error in `publish.json` in the data directory, for `status` and
-  `/metrics` (the lag is the number of feed lines after that cursor).
 """
 
 from __future__ import annotations
@@ -50,30 +31,33 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import datetime as dt
 import hashlib
 import json
-import math
-import random
-import threading
-import urllib.parse
-from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Self
 
 import psycopg
 import structlog
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
-from app.publish.state import read_status, write_status
+from app.publish.lines import FeedLine, Reset, RowChange
+from app.publish.tables import (
+    PublishedTable,
+    UnreadableError,
+    conversion_plan,
+    converted_row,
+    identifiers,
+    published_tables,
+    table_ddl,
+)
+from app.publish.url import conninfo
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-    from pathlib import Path
+    from collections.abc import Iterable, Mapping, Sequence
 
     from psycopg.rows import TupleRow
 
     from projections import Projection
+
 
 log = structlog.get_logger("app.publish.postgres")
 
@@ -84,481 +68,6 @@ BUILDING_SUFFIX = "__building"
 SWAP_LOCK_TIMEOUT_SECONDS = 2.0
 # PostgreSQL truncates longer identifiers silently, which could make two schemas one.
 _MAX_IDENTIFIER = 63
-# numeric's limits: digits before and after the decimal point.
-_NUMERIC_INTEGER_DIGITS = 131072
-_NUMERIC_SCALE = 16383
-_BIGINT = 2**63
-
-
-# --- The feed's lines (SPEC §12) -------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RowChange:
-    """One changed row: its whole current value, or None when it no longer exists."""
-
-    cursor: str
-    projection: str
-    table: str
-    key: Mapping[str, Any]
-    row: Mapping[str, Any] | None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Reset:
-    """A rebuild replaced the projection's tables; every row of the new ones follows."""
-
-    projection: str
-    cursor: str
-
-
-FeedLine = RowChange | Reset
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Batch:
-    """Lines applied in one transaction; `at_head` when no line followed them yet."""
-
-    lines: Sequence[FeedLine]
-    at_head: bool
-
-
-class FeedLineError(ValueError):
-    """A line that is not one of the feed's two shapes."""
-
-
-def read_line(text: str | bytes) -> FeedLine:
-    """One JSON line of `changes` as the publisher reads it."""
-    try:
-        data = json.loads(text)
-    except ValueError as error:
-        raise FeedLineError("not a JSON line") from error
-    if not isinstance(data, dict):
-        raise FeedLineError("not a change feed line")
-    return line_from(data)
-
-
-def line_from(data: Mapping[str, Any]) -> FeedLine:
-    """A line of the feed as `Feed.lines` gives it (or `changes` prints it), checked.
-
-    The publisher reads the feed in-process: the lines need not go through JSON.
-    """
-    if "reset" in data and "cursor" in data:
-        return Reset(projection=str(data["reset"]), cursor=str(data["cursor"]))
-    key, row = data.get("key"), data.get("row", ...)
-    if (
-        not isinstance(key, dict)
-        or (row is not None and not isinstance(row, dict))
-        or not {"cursor", "projection", "table"} <= data.keys()
-    ):
-        raise FeedLineError("not a change feed line")
-    return RowChange(
-        cursor=str(data["cursor"]),
-        projection=str(data["projection"]),
-        table=str(data["table"]),
-        key=key,
-        row=row,
-    )
-
-
-# --- Published tables ------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Column:
-    """A published column: its PostgreSQL type and whether it may be NULL."""
-
-    name: str
-    pg_type: str
-    not_null: bool = False
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class PublishedTable:
-    """One projection table as PostgreSQL holds it."""
-
-    projection: str
-    name: str
-    columns: tuple[Column, ...]
-    primary_key: tuple[str, ...]
-    indexes: tuple[tuple[str, ...], ...] = ()
-
-    def column(self, name: str) -> Column:
-        """The column called `name`."""
-        return next(c for c in self.columns if c.name == name)
-
-
-def pg_type(name: str, declared: str, json_columns: frozenset[str] = frozenset()) -> str:
-    """The PostgreSQL type of a projection column, from its SQLite declaration and name."""
-    base = declared.split(maxsplit=1)[0].upper() if declared.strip() else "TEXT"
-    if name in json_columns:
-        return "jsonb"
-    if name.endswith("_at"):
-        return "timestamptz"
-    if base == "NUMERIC":
-        return "numeric"
-    if "INT" in base:
-        return "bigint"
-    if base in {"REAL", "FLOAT", "DOUBLE"}:
-        return "double precision"
-    return "text"
-
-
-def _columns(
-    declared: Iterable[tuple[str, str]], json_columns: frozenset[str], primary_key: Sequence[str]
-) -> tuple[Column, ...]:
-    return tuple(
-        Column(
-            name,
-            pg_type(name, kind, json_columns),
-            not_null=name in primary_key or "NOT NULL" in kind.upper(),
-        )
-        for name, kind in declared
-    )
-
-
-def published_tables(projections: Iterable[Projection]) -> list[PublishedTable]:
-    """Every table the projections show their users, in the projections' order."""
-    tables: list[PublishedTable] = []
-    for projection in projections:
-        entity = projection.TABLE
-        key = (entity.key,)
-        tables.append(
-            PublishedTable(
-                projection=projection.NAME,
-                name=entity.name,
-                columns=(
-                    Column(entity.key, "text", not_null=True),
-                    *_columns(entity.columns, entity.json_columns, key),
-                ),
-                primary_key=key,
-                indexes=entity.indexes,
-            )
-        )
-        for child in entity.children:
-            child_key = (child.parent_column, "position")
-            tables.append(
-                PublishedTable(
-                    projection=projection.NAME,
-                    name=child.name,
-                    columns=(
-                        Column(child.parent_column, "text", not_null=True),
-                        Column("position", "bigint", not_null=True),
-                        *_columns(child.columns, child.json_columns, child_key),
-                    ),
-                    primary_key=child_key,
-                )
-            )
-        if entity.history:
-            history = entity.history
-            tables.append(
-                PublishedTable(
-                    projection=projection.NAME,
-                    name=history.name,
-                    columns=_columns(history.columns, frozenset(), history.primary_key),
-                    primary_key=history.primary_key,
-                )
-            )
-    return tables
-
-
-def table_ddl(table: PublishedTable, schema: str) -> list[sql.Composed]:
-    """CREATE statements for one published table and its indexes in `schema`."""
-    columns = sql.SQL(", ").join(
-        sql.SQL("{} {}{}").format(
-            sql.Identifier(c.name),
-            sql.SQL(c.pg_type),
-            sql.SQL(" NOT NULL" if c.not_null else ""),
-        )
-        for c in table.columns
-    )
-    statements = [
-        sql.SQL("CREATE TABLE {} ({}, PRIMARY KEY ({}))").format(
-            sql.Identifier(schema, table.name), columns, _names(table.primary_key)
-        )
-    ]
-    statements.extend(
-        # The same names as SQLite's indexes (`EntityTable.ddl`).
-        sql.SQL("CREATE INDEX {} ON {} ({})").format(
-            sql.Identifier(f"{table.name}_by_{'_'.join(cols)}"),
-            sql.Identifier(schema, table.name),
-            _names(cols),
-        )
-        for cols in table.indexes
-    )
-    return statements
-
-
-def _names(names: Iterable[str]) -> sql.Composed:
-    return sql.SQL(", ").join(sql.Identifier(n) for n in names)
-
-
-# --- Values ----------------------------------------------------------------------------
-
-
-class _UnreadableError(ValueError):
-    """A value PostgreSQL's column type cannot hold."""
-
-
-def _clean_text(text: str) -> str:
-    # PostgreSQL's text holds neither NUL nor unpaired surrogates (SQLite and JSON can).
-    if text.isascii():  # the common case, checked at C speed
-        if "\x00" in text:
-            raise _AlteredError(text.replace("\x00", "\ufffd"))
-        return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
-        if "\x00" in text:
-            text = text.replace("\x00", "\ufffd")
-        raise _AlteredError(text) from None
-    if "\x00" in text:
-        raise _AlteredError(text.replace("\x00", "\ufffd"))
-    return text
-
-
-class _AlteredError(_UnreadableError):
-    """A text written with U+FFFD in place of what PostgreSQL cannot hold."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__("altered")
-        self.text = text
-
-
-def _as_text(value: object) -> str:
-    if isinstance(value, str):
-        return _clean_text(value)
-    # What SQLite's TEXT affinity would have made of a number: its JSON spelling.
-    return _clean_text(json.dumps(value, ensure_ascii=False))
-
-
-def _decimal_in_range(number: Decimal) -> Decimal:
-    if not number.is_finite():
-        raise _UnreadableError("not finite")
-    exponent = number.as_tuple().exponent
-    if not isinstance(exponent, int):  # pragma: no cover - finite numbers have an int one
-        raise _UnreadableError("not finite")
-    if number.adjusted() >= _NUMERIC_INTEGER_DIGITS or -exponent > _NUMERIC_SCALE:
-        raise _UnreadableError("out of numeric's range")
-    return number
-
-
-def _as_numeric(value: object) -> int | Decimal:
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int):
-        # Python refuses to print an int past 4300 digits; numeric's limit is larger.
-        return int(_decimal_in_range(Decimal(value)))
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise _UnreadableError("not finite")
-        # repr: the shortest text that reads back as the same float, as JSON sent it.
-        return _decimal_in_range(Decimal(repr(value)))
-    if isinstance(value, str):
-        try:
-            return _decimal_in_range(Decimal(value.strip()))
-        except InvalidOperation:
-            raise _UnreadableError("not a number") from None
-    raise _UnreadableError("not a number")
-
-
-def _as_bigint(value: object) -> int:
-    if isinstance(value, bool):
-        return int(value)
-    number: int
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, float) and value.is_integer():
-        number = int(value)
-    elif isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-        number = int(value.strip())
-    else:
-        raise _UnreadableError("not an integer")
-    if not -_BIGINT <= number < _BIGINT:
-        raise _UnreadableError("out of bigint's range")
-    return number
-
-
-def _as_double(value: object) -> float:
-    if isinstance(value, bool | int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            raise _UnreadableError("not a number") from None
-    raise _UnreadableError("not a number")
-
-
-def _as_timestamptz(value: object) -> dt.datetime:
-    # The same reading as the projections' `parse_instant` (projections/_rules.py).
-    if not isinstance(value, str):
-        raise _UnreadableError("not a timestamp")
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise _UnreadableError("not a timestamp") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-
-
-def _reject_constant(name: str) -> object:
-    raise _UnreadableError(name)
-
-
-def _check_json(value: object) -> None:
-    # What Python's json accepts and jsonb refuses: \u0000, lone surrogates, numbers
-    # beyond numeric. Iterative: a deeply nested value must not exhaust the stack.
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            _clean_text(item)
-        elif isinstance(item, Decimal):
-            _decimal_in_range(item)
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-
-
-def _as_jsonb(value: object) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    try:
-        parsed = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
-        _check_json(parsed)
-    except (ValueError, RecursionError):
-        # Kept as a JSON string of the text: nothing is lost, and jsonb accepts it.
-        try:
-            cleaned = _clean_text(text)
-        except _AlteredError as altered:
-            cleaned = altered.text
-        raise _AlteredError(json.dumps(cleaned)) from None
-    return text
-
-
-_CONVERTERS: dict[str, Callable[[object], object]] = {
-    "text": _as_text,
-    "numeric": _as_numeric,
-    "bigint": _as_bigint,
-    "double precision": _as_double,
-    "timestamptz": _as_timestamptz,
-    "jsonb": _as_jsonb,
-}
-
-
-def convert(column: Column, value: object) -> tuple[object, bool]:
-    """The value PostgreSQL stores for `value` in `column`, and whether it is the value sent.
-
-    Never raises: what the column's type cannot hold becomes NULL, or the closest value
-    it can hold (see the module's docstring).
-    """
-    if value is None:
-        return None, True
-    try:
-        return _CONVERTERS[column.pg_type](value), True
-    except _AlteredError as altered:
-        return altered.text, False
-    except _UnreadableError:
-        return None, False
-
-
-_Plan = tuple[
-    list[tuple[str, "Callable[[object], object]"]],
-    list[tuple[str, "Callable[[object], object]", int]],
-]
-
-
-def _plan(table: PublishedTable) -> _Plan:
-    # Per key column its converter; per column its converter and its place in the key.
-    keys = [(name, _CONVERTERS[table.column(name).pg_type]) for name in table.primary_key]
-    columns = [
-        (
-            c.name,
-            _CONVERTERS[c.pg_type],
-            table.primary_key.index(c.name) if c.name in table.primary_key else -1,
-        )
-        for c in table.columns
-    ]
-    return keys, columns
-
-
-def _row(
-    table: str,
-    plan: list[tuple[str, Callable[[object], object], int]],
-    source: Mapping[str, Any],
-    key: list[object],
-    unreadable: collections.Counter[str],
-) -> tuple[object, ...]:
-    values: list[object] = []
-    for name, converter, key_index in plan:
-        if key_index >= 0:
-            values.append(key[key_index])
-            continue
-        raw = source.get(name)
-        if raw is None:
-            values.append(None)
-            continue
-        try:
-            values.append(converter(raw))
-        except _AlteredError as altered:
-            values.append(altered.text)
-            unreadable[f"{table}.{name}"] += 1
-        except _UnreadableError:
-            values.append(None)
-            unreadable[f"{table}.{name}"] += 1
-    return tuple(values)
-
-
-# --- Secrets ---------------------------------------------------------------------------
-
-
-class PublishURLError(ValueError):
-    """The connection URL cannot be read; the message never quotes it."""
-
-
-def _conninfo(url: str) -> dict[str, Any]:
-    try:
-        return conninfo_to_dict(url)
-    except psycopg.Error:
-        # libpq's message quotes the text it could not read, which may be the password.
-        raise PublishURLError("the publish URL is not a PostgreSQL connection URL") from None
-
-
-def describe_target(url: str) -> str:
-    """`host:port/database` of the URL, for logs and `status`: never the user or password."""
-    info = _conninfo(url)
-    host = str(info.get("host") or info.get("hostaddr") or "localhost")
-    port = str(info.get("port") or "5432")
-    database = str(info.get("dbname") or info.get("user") or "")
-    return f"{host}:{port}/{database}"
-
-
-def redact(text: str, url: str) -> str:
-    """`text` without the URL or its password, in any spelling libpq might quote."""
-    secrets = {url}
-    with contextlib.suppress(PublishURLError):
-        password = _conninfo(url).get("password")
-        if password:
-            secrets.update({str(password), urllib.parse.quote(str(password), safe="")})
-    with contextlib.suppress(ValueError):
-        parsed = urllib.parse.urlsplit(url)
-        if parsed.password:
-            secrets.add(parsed.password)
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
-def describe_error(error: BaseException, url: str) -> str:
-    """One line naming the error, safe to log and to show in `status`."""
-    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return redact(f"{type(error).__name__}: {first}" if first else type(error).__name__, url)
-
-
-# --- The consumer ----------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -610,7 +119,7 @@ class Publisher:
         self._views_digest = self.views.digest()
         self._stored_views: str | None = None
         self.tables = {t.name: t for t in published_tables(projections)}
-        self._plans = {name: _plan(table) for name, table in self.tables.items()}
+        self._plans = {name: conversion_plan(table) for name, table in self.tables.items()}
         self.projections = tuple(p.NAME for p in projections)
         self.cursor: str | None = None
         self.building: set[str] = set()
@@ -630,7 +139,7 @@ class Publisher:
         connect_timeout: int = 10,
     ) -> Self:
         """A publisher on a new connection to `url` (which is never logged)."""
-        _conninfo(url)
+        conninfo(url)
         conn = psycopg.connect(
             url,
             autocommit=True,
@@ -871,13 +380,17 @@ class Publisher:
             raw = line.key.get(name, line.row.get(name) if line.row else None)
             try:
                 value = None if raw is None else converter(raw)
-            except _UnreadableError:
+            except UnreadableError:
                 value = None
             if value is None:
                 ignored[f"unusable key {table.name}.{name}"] += 1
                 return
             key.append(value)
-        row = None if line.row is None else _row(table.name, row_plan, line.row, key, unreadable)
+        row = (
+            None
+            if line.row is None
+            else converted_row(table.name, row_plan, line.row, key, unreadable)
+        )
         schema = self.building_schema if table.projection in self.building else self.schema
         if schema == self.schema and table.name not in self._live_columns:
             ignored[f"{table.name} not published until {table.projection} is reset"] += 1
@@ -896,7 +409,7 @@ class Publisher:
             self.conn.execute(
                 sql.SQL("DELETE FROM {} WHERE ({}) IN (SELECT * FROM unnest({}))").format(
                     target,
-                    _names(table.primary_key),
+                    identifiers(table.primary_key),
                     sql.SQL(", ").join(
                         sql.SQL("{}::{}[]").format(
                             sql.Placeholder(), sql.SQL(table.column(n).pg_type)
@@ -919,7 +432,7 @@ class Publisher:
         if not rows:
             return
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-            target, _names(names[i] for i in indexes)
+            target, identifiers(names[i] for i in indexes)
         )
         with self.conn.cursor() as cursor, cursor.copy(statement) as copy:
             for row in rows:
@@ -1081,88 +594,3 @@ def grant(
                 sql.SQL(" WITH GRANT OPTION" if grantable else ""),
             )
         )
-
-
-# --- Following, with the state `status` reads --------------------------------------------
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def backoff_delays(first: float = 0.5, cap: float = 30.0) -> Iterator[float]:
-    """Exponential backoff with full jitter: many publishers never retry in step."""
-    attempt = 0
-    while True:
-        yield random.uniform(0, min(cap, first * 2**attempt))  # noqa: S311 - not security
-        attempt += 1
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Target:
-    """Where to publish: the URL (kept out of `repr`, so printing a target leaks nothing)."""
-
-    url: str = dataclasses.field(repr=False)
-    projections: Sequence[Projection]
-    schema: str = DEFAULT_SCHEMA
-    views: Views | None = None
-
-    def connect(self) -> Publisher:
-        """A publisher on a new connection."""
-        return Publisher.connect(self.url, self.projections, schema=self.schema, views=self.views)
-
-    def describe(self) -> str:
-        """`host:port/database schema`, safe to log."""
-        return f"{describe_target(self.url)} schema {self.schema}"
-
-
-def follow(
-    target: Target,
-    feed: Callable[[str | None], Iterable[Batch]],
-    data_dir: Path,
-    *,
-    stop: threading.Event | None = None,
-    delays: Callable[[], Iterator[float]] = backoff_delays,
-) -> str | None:
-    """Publish the batches `feed(after_cursor)` yields until it ends or `stop` is set.
-
-    The feed is read again from the cursor PostgreSQL holds after every reconnection,
-    so a failure anywhere costs time, never a line. PostgreSQL errors (unreachable,
-    restarted, refusing) are retried with backoff, waiting on `stop` so that a stop
-    request ends the wait, and recorded, redacted, in `publish.json`; any other error
-    is a bug and propagates. Returns the last committed cursor.
-    """
-    stop = stop or threading.Event()
-    described = target.describe()
-    status = read_status(data_dir)
-    status.target = described
-    waits = delays()
-    cursor = status.cursor
-    while not stop.is_set():
-        try:
-            with target.connect() as publisher:
-                cursor = publisher.cursor
-                for batch in feed(cursor):
-                    cursor = publisher.apply(batch.lines, at_head=batch.at_head).cursor
-                    if status.error:
-                        log.info("publish_resumed", target=described, cursor=cursor)
-                    if status.error or status.cursor != cursor:
-                        status.cursor, status.committed_at = cursor, _now()
-                        status.error = status.error_at = None
-                        write_status(data_dir, status)
-                    waits = delays()
-                    if stop.is_set():
-                        break
-        except psycopg.Error as error:
-            message = describe_error(error, target.url)
-            status.error, status.error_at = message, _now()
-            status.errors += 1
-            write_status(data_dir, status)
-            wait = next(waits)
-            log.warning("publish_failed", target=described, error=message, retry_in=round(wait, 2))
-            stop.wait(wait)
-        else:
-            status.cursor, status.error, status.error_at = cursor, None, None
-            write_status(data_dir, status)
-            break
-    return cursor

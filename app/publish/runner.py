@@ -27,7 +27,9 @@ import structlog
 from app.eventlog import erasure
 from app.logging_setup import configure_logging
 from app.projection.feed import Feed
-from app.publish.postgres import Batch, Target, Views, follow, line_from
+from app.publish.follow import Target, follow
+from app.publish.lines import Batch, line_from
+from app.publish.postgres import Views
 from app.settings import Settings
 from app.sqlite import connect_read_only
 from projections import POSTGRESQL_FUNCTIONS, discover

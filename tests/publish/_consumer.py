@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import projections
-from app.publish.postgres import Publisher, read_line
+from app.publish.lines import read_line
+from app.publish.postgres import Publisher
 
 
 def main(argv: list[str]) -> int:

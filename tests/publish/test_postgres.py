@@ -32,28 +32,12 @@ import projections
 from app.ops.forget import forget
 from app.projection.feed import Feed
 from app.projection.rebuild import rebuild
-from app.publish.postgres import (
-    BUILDING_SUFFIX,
-    CHANNEL,
-    Batch,
-    Column,
-    FeedLine,
-    FeedLineError,
-    Publisher,
-    PublishURLError,
-    Reset,
-    RowChange,
-    Target,
-    Views,
-    convert,
-    describe_error,
-    describe_target,
-    follow,
-    line_from,
-    published_tables,
-    read_line,
-)
+from app.publish.follow import Target, follow
+from app.publish.lines import Batch, FeedLine, FeedLineError, Reset, RowChange, line_from, read_line
+from app.publish.postgres import BUILDING_SUFFIX, CHANNEL, Publisher, Views
 from app.publish.state import read_status
+from app.publish.tables import Column, convert, published_tables
+from app.publish.url import PublishURLError, describe_error, describe_target
 from app.settings import Settings
 from tests._helpers import (
     ROOT,
