@@ -869,6 +869,15 @@ def stray_order(conn: sqlite3.Connection) -> None:
         record(conn, orders, Touched(entities={"stray": 0}))
 
 
+def remake_projections(directory: Path) -> Harness:
+    """projections.db deleted (as a user may, or moved aside as damaged), made anew."""
+    for suffix in ("", "-wal", "-shm"):
+        (directory / f"projections.db{suffix}").unlink(missing_ok=True)
+    harness = Harness(directory)
+    harness.project()
+    return harness
+
+
 # ------------------------------------------------------------------------------------------------
 # Populated logs: the README's example data
 # ------------------------------------------------------------------------------------------------

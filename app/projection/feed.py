@@ -23,13 +23,19 @@ them from the lines that follow.
 
 Cursors are the sequence number, zero-padded to 16 digits, with `.NNNNNN` for the child
 lines of an entity's note: strings that compare in the feed's order, and from which a
-consumer can resume in the middle of an entity.
+consumer can resume in the middle of an entity. A new projections.db (the first, or one
+made after the last was deleted or moved aside as damaged) numbers from the clock's
+microseconds, not from 1: every cursor of an earlier file is below every cursor of the
+new one, so a consumer resuming from its last cursor reads the new feed from its start,
+its resets first, instead of skipping lines whose numbers it has seen before. (Notes are
+taken far slower than one a microsecond; 16 digits of microseconds last until 2286.)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import time
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -56,8 +62,16 @@ CREATE TABLE IF NOT EXISTS _changes_sequence (
     notes INTEGER NOT NULL,
     compacted INTEGER NOT NULL
 ) STRICT;
-INSERT OR IGNORE INTO _changes_sequence VALUES (1, 0, 0, 0);
 """
+
+
+def create(conn: sqlite3.Connection) -> None:
+    """The feed's tables, if missing; a new feed's numbers start at the clock's µs."""
+    conn.executescript(DDL)
+    start = time.time_ns() // 1000
+    conn.execute("INSERT OR IGNORE INTO _changes_sequence VALUES (1, ?, 0, 0)", (start,))
+
+
 # A reset's note: no table, the projection's name as its key.
 RESET_TABLE = ""
 INSERT_NOTE = "INSERT INTO _changes (seq, projection, tbl, key, size) VALUES (?, ?, ?, ?, ?)"

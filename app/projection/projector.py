@@ -135,7 +135,7 @@ def connect(path: Path | str, *, synchronous: str = "NORMAL") -> sqlite3.Connect
     conn = sqlite.connect(path, synchronous=synchronous, timeout_seconds=60)
     conn.execute("PRAGMA foreign_keys = OFF")
     conn.executescript(BOOKKEEPING_DDL)
-    conn.executescript(feed.DDL)
+    feed.create(conn)
     return conn
 
 

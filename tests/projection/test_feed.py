@@ -19,7 +19,7 @@ from app.ops.forget import forget
 from app.projection.feed import CursorError, Feed, compact, cursor, parse_cursor
 from app.projection.rebuild import rebuild
 from app.settings import Settings
-from tests._helpers import Harness, histories, sample, stray_order
+from tests._helpers import Harness, histories, remake_projections, sample, stray_order
 
 if TYPE_CHECKING:
     import sqlite3
@@ -143,6 +143,29 @@ def test_reading_again_from_a_cursor_gives_the_same_lines(tmp_path: Path) -> Non
         assert children, "the sample order has line items"
         for n in range(len(every)):
             assert feed.lines(every[n]["cursor"], 1000) == every[n + 1 :]
+    finally:
+        harness.close()
+
+
+def test_a_consumer_of_a_deleted_projections_db_reads_the_new_one_from_its_start(
+    tmp_path: Path,
+) -> None:
+    """Cursors of a new projections.db follow the old one's: its resets are not skipped."""
+    harness = Harness(tmp_path / "data")
+    consumer = Consumer()
+    try:
+        harness.send("order.created", sample("order.created"))
+        stray_order(harness.conn)  # a row the new file will not have
+        consumer.read(harness.conn)
+    finally:
+        harness.close()
+    harness = remake_projections(tmp_path / "data")
+    try:
+        every = Feed(harness.conn, projections.discover()).lines(None, 1000)
+        assert consumer.read(harness.conn) == len(every)
+        assert {line.get("reset") for line in every[:4]} == {p.NAME for p in projections.discover()}
+        assert consumer.held() == projected(harness.conn)
+        assert ("stray",) not in consumer.held()["orders"]
     finally:
         harness.close()
 

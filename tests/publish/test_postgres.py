@@ -45,6 +45,7 @@ from tests._helpers import (
     append_and_project,
     delivery,
     histories,
+    remake_projections,
     stray_order,
 )
 from tests._postgres import running_server
@@ -1142,6 +1143,28 @@ class TestSameAsSQLite:
             finally:
                 harness.close()
                 drop(postgres_url, schema)
+
+    def test_a_deleted_projections_db_is_published_anew(
+        self, publisher: Publisher, reader: psycopg.Connection[Any], schema: str, tmp_path: Path
+    ) -> None:
+        """The publisher's cursor is below the new file's: it applies its resets and rows."""
+        harness = Harness(tmp_path / "data")
+        try:
+            harness.send("order.created", {"id": "o1", "status": "paid"})
+            stray_order(harness.conn)
+            publish_feed(harness.conn, publisher)
+        finally:
+            harness.close()
+        assert rows(reader, schema, "SELECT id FROM {s}.orders ORDER BY id") == [
+            ("o1",),
+            ("stray",),
+        ]
+        harness = remake_projections(tmp_path / "data")
+        try:
+            publish_feed(harness.conn, publisher)
+            assert assert_same_rows(harness.conn, reader, schema)["orders"] == 1
+        finally:
+            harness.close()
 
 
 def publish_feed(conn: sqlite3.Connection, publisher: Publisher, limit: int | None = None) -> None:
