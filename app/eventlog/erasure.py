@@ -295,6 +295,11 @@ def redacted_positions(conn: sqlite3.Connection) -> set[int]:
     return {int(p) for (p,) in conn.execute("SELECT position FROM redactions")}
 
 
+def count_completed(conn: sqlite3.Connection) -> int:
+    """How many forgets are complete: their values gone from projections.db as well."""
+    return int(conn.execute("SELECT COUNT(*) FROM forget_completions").fetchone()[0])
+
+
 def count_records(conn: sqlite3.Connection) -> int:
     """How many forget records the log holds (`status` shows it)."""
     return int(conn.execute(COUNT_RECORDS).fetchone()[0])

@@ -122,6 +122,8 @@ class Publisher:
         self._plans = {name: conversion_plan(table) for name, table in self.tables.items()}
         self.projections = tuple(p.NAME for p in projections)
         self.cursor: str | None = None
+        # How many completed forgets the published tables were last rewritten for.
+        self.forgets = 0
         self.building: set[str] = set()
         self._live_columns: dict[str, tuple[str, ...]] = {}
         self._fresh: set[tuple[str, str]] = set()
@@ -185,6 +187,11 @@ class Publisher:
                     " committed_at timestamptz NOT NULL DEFAULT now())"
                 ).format(sql.Identifier(self.schema, STATE_TABLE))
             )
+            self.conn.execute(  # a schema an earlier version published lacks it
+                sql.SQL(
+                    "ALTER TABLE {} ADD COLUMN IF NOT EXISTS forgets bigint NOT NULL DEFAULT 0"
+                ).format(sql.Identifier(self.schema, STATE_TABLE))
+            )
             self.conn.execute(
                 sql.SQL("INSERT INTO {} DEFAULT VALUES ON CONFLICT DO NOTHING").format(
                     sql.Identifier(self.schema, STATE_TABLE)
@@ -218,13 +225,13 @@ class Publisher:
 
     def _read_state(self) -> None:
         row = self.conn.execute(
-            sql.SQL("SELECT cursor, building, views FROM {}").format(
+            sql.SQL("SELECT cursor, building, views, forgets FROM {}").format(
                 sql.Identifier(self.schema, STATE_TABLE)
             )
         ).fetchone()
         if row is None:  # pragma: no cover - inserted by _bootstrap
             raise RuntimeError("publish state row missing")
-        self.cursor, building, self._stored_views = row
+        self.cursor, building, self._stored_views, self.forgets = row
         self.building = set(building)
 
     def _create_views(self, grants: Mapping[str, Sequence[Grant]] | None = None) -> None:
@@ -509,6 +516,23 @@ class Publisher:
                 self.conn.execute(
                     sql.SQL("VACUUM ({}) {}").format(option, sql.Identifier(self.schema, name))
                 )
+
+    def rewrite_after_forgets(self, tables: Iterable[str], forgets: int) -> bool:
+        """Rewrite `tables` (VACUUM FULL) unless done already for this many forgets.
+
+        The count is kept in PostgreSQL and recorded only once the rewrite is done, so
+        a publisher that restarts, runs `--once` from cron, or failed halfway, rewrites
+        the tables after a forget all the same, and only once. Whether a rewrite ran.
+        """
+        if forgets == self.forgets:
+            return False
+        self.vacuum(tables, full=True)
+        self.conn.execute(
+            sql.SQL("UPDATE {} SET forgets = %s").format(sql.Identifier(self.schema, STATE_TABLE)),
+            [forgets],
+        )
+        self.forgets = forgets
+        return True
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -85,7 +85,7 @@ def _feed(
         while not settings.projections_path.exists():  # serve is still making it
             if stop.wait(POLL_SECONDS):
                 return
-        forgotten = _forget_count(settings)
+        forgets = _Forgets(settings, where)
         conn = connect_read_only(settings.projections_path)
         try:
             reader = Feed(conn, where.projections)
@@ -99,10 +99,8 @@ def _feed(
                         after = lines[-1]["cursor"]
                 if not at_head:
                     continue
-                now_forgotten = _forget_count(settings)
-                if now_forgotten != forgotten:
-                    forgotten = now_forgotten
-                    _rewrite_after_forget(where)
+                if forgets.read_again():
+                    continue
                 if not follow_on:
                     return
                 stop.wait(POLL_SECONDS)
@@ -112,21 +110,46 @@ def _feed(
     return batches
 
 
-def _forget_count(settings: Settings) -> int:
-    """How many forget records the log holds (0 while there is no log)."""
+class _Forgets:
+    """Completed forgets, and the published tables rewritten after them.
+
+    A forget completes after its lines are in the feed, so the rewrite for a count waits
+    for one more read to the head after the count was taken.
+    """
+
+    def __init__(self, settings: Settings, where: Target) -> None:
+        self.settings = settings
+        self.where = where
+        self.counted: int | None = None  # taken before the last read to the head
+        self.checked: int | None = None  # the published tables were rewritten for it
+
+    def read_again(self) -> bool:
+        """At the head: rewrite for the count taken before this read; whether to read on."""
+        if self.counted is not None and self.counted != self.checked:
+            _rewrite_after_forgets(self.where, self.counted)
+            self.checked = self.counted
+        now = _completed_forgets(self.settings)
+        if now == self.counted:
+            return False
+        self.counted = now
+        return True
+
+
+def _completed_forgets(settings: Settings) -> int:
+    """How many forgets the log holds as complete (0 while there is no log)."""
     if not settings.events_path.exists():
         return 0
     conn = connect_read_only(settings.events_path)
     try:
-        return erasure.count_records(conn)
+        return erasure.count_completed(conn)
     except Exception:  # noqa: BLE001 - a log without the tables yet has no records
         return 0
     finally:
         conn.close()
 
 
-def _rewrite_after_forget(where: Target) -> None:
-    """Rewrite the published tables a forget reached, leaving no old row version behind."""
+def _rewrite_after_forgets(where: Target, forgets: int) -> None:
+    """Rewrite the published tables forgets reached, leaving no old row version behind."""
     tables = [
         name
         for p in where.projections
@@ -139,8 +162,10 @@ def _rewrite_after_forget(where: Target) -> None:
     ]
     started = time.monotonic()
     with where.connect() as publisher:
-        publisher.vacuum(tables, full=True)
-    log.info("publish_vacuumed", tables=len(tables), seconds=round(time.monotonic() - started, 3))
+        rewritten = publisher.rewrite_after_forgets(tables, forgets)
+    if rewritten:
+        seconds = round(time.monotonic() - started, 3)
+        log.info("publish_vacuumed", tables=len(tables), forgets=forgets, seconds=seconds)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -492,6 +492,22 @@ class TestApply:
         publisher.vacuum(["orders"], full=True)
         assert rows(reader, schema, "SELECT customer_email FROM {s}.orders") == [(None,)]
 
+    def test_a_rewrite_after_forgets_is_done_once_per_count_across_connections(
+        self, postgres_url: str, publisher: Publisher, reader: psycopg.Connection[Any], schema: str
+    ) -> None:
+        """The count is kept in PostgreSQL: a new publisher does not rewrite again."""
+        publisher.apply([order(1, "o1")], at_head=True)
+        filenode = f"SELECT pg_relation_filenode('{schema}.orders')"
+        before = reader.execute(filenode).fetchone()
+        assert publisher.rewrite_after_forgets(["orders"], 1)
+        rewritten = reader.execute(filenode).fetchone()
+        assert rewritten != before
+        with Publisher.connect(postgres_url, PROJECTIONS, schema=schema) as again:
+            assert again.forgets == 1
+            assert not again.rewrite_after_forgets(["orders"], 1)
+            assert reader.execute(filenode).fetchone() == rewritten
+            assert again.rewrite_after_forgets(["orders"], 2)
+
 
 class TestReset:
     """A rebuild's reset builds beside and swaps; readers never see a partial table."""

@@ -114,6 +114,30 @@ def test_serve_publishes_and_a_forget_reaches_postgresql(tmp_path: Path, postgre
     assert password.encode() not in server.log_path.read_bytes()
 
 
+def test_publish_once_after_a_forget_rewrites_the_tables_it_reached(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """A forget made while no publisher ran: the next `publish --once` rewrites, once."""
+    data_dir = tmp_path / "data"
+    populate_people(data_dir)
+    env = {**app_env(), "BITBYBIT_PUBLISH_URL": postgres_url}
+    publish = ("publish", "--once", "--schema", "cron", "--data-dir", str(data_dir))
+    assert _app(*publish, env=env).returncode == 0
+    files = "SELECT pg_relation_filenode('cron.customers')"
+    before = _rows(postgres_url, files)
+    forget = ("forget", "--customer", FORGOTTEN, "--yes", "--data-dir", str(data_dir))
+    forgotten = _app(*forget, env=env)
+    assert forgotten.returncode == 0, forgotten.stderr
+    once = _app(*publish, env=env)
+    assert once.returncode == 0, once.stderr
+    assert (FORGOTTEN, None) in _rows(postgres_url, "SELECT id, email FROM cron.customers")
+    rewritten = _rows(postgres_url, files)
+    assert rewritten != before
+    assert '"publish_vacuumed"' in once.stderr + once.stdout
+    assert _app(*publish, env=env).returncode == 0
+    assert _rows(postgres_url, files) == rewritten
+
+
 def test_publish_once_catches_up_and_says_when_it_cannot(tmp_path: Path, postgres_url: str) -> None:
     """`publish --once` applies the feed and exits 0; an unreachable server is exit 1."""
     data_dir = tmp_path / "data"
