@@ -46,6 +46,10 @@ environment:
   BITBYBIT_API_URL              Open API base URL (default {_DEFAULTS.api_url})
   BITBYBIT_API_KEY_HEADER       header the key goes in (default {_DEFAULTS.api_key_header})
   BITBYBIT_SYNC_EVERY           serve runs sync this often, e.g. 6h (default off)
+  BITBYBIT_PUBLISH_URL          a PostgreSQL URL: serve keeps a copy of the tables there \
+(default off); BITBYBIT_PUBLISH_URL_FILE: a file holding it; publish --to wins
+  BITBYBIT_PUBLISH_SCHEMA       the PostgreSQL schema kept (default \
+{_DEFAULTS.publish_schema}); publish --schema wins
 """
 
 

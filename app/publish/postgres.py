@@ -305,7 +305,7 @@ class Publisher:
                     swapped = self._swap()
                 if self.cursor != before or swapped:
                     self._write_state()
-                if self.cursor != before and self.cursor is not None:
+                if (self.cursor != before or swapped) and self.cursor is not None:
                     self.conn.execute("SELECT pg_notify(%s, %s)", [CHANNEL, self.cursor])
         except BaseException:
             # The transaction rolled back: so does what this object believes.

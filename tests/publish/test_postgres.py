@@ -482,6 +482,17 @@ class TestApply:
         (notice,) = list(reader.notifies(timeout=5, stop_after=1))
         assert (notice.channel, notice.payload) == (CHANNEL, cursor(2))
 
+    def test_a_commit_that_only_swaps_is_heard_too(
+        self, publisher: Publisher, reader: psycopg.Connection[Any]
+    ) -> None:
+        """The rows of a reset arrive short of the head; the empty batch at it swaps them in."""
+        publisher.apply([order(1, "o1")], at_head=True)
+        publisher.apply([Reset("orders", cursor(2)), order(3, "o2")], at_head=False)
+        reader.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
+        assert publisher.apply([], at_head=True).swapped == ("orders",)
+        (notice,) = list(reader.notifies(timeout=5, stop_after=1))
+        assert notice.payload == cursor(3)
+
     def test_vacuum(
         self, publisher: Publisher, reader: psycopg.Connection[Any], schema: str
     ) -> None:
