@@ -24,6 +24,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_API_URL = "https://api.bitbybit.studio/customer/open/v1"
 DEFAULT_API_KEY_HEADER = "x-api-key"
 DEFAULT_PUBLISH_SCHEMA = "bitbybit"
+# PostgreSQL's identifiers hold 63 bytes; the publisher builds beside in `<schema>__building`.
+PUBLISH_SCHEMA_MAX_BYTES = 63 - len("__building")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # BitByBit's own delivery timeout: a body still arriving after it is one the sender gave up on.
 DEFAULT_BODY_TIMEOUT_SECONDS = 30
@@ -194,9 +196,21 @@ class Settings:
                 sync_every or environ.get("BITBYBIT_SYNC_EVERY", ""), "BITBYBIT_SYNC_EVERY"
             ),
             publish_url=_read_secret(environ, "BITBYBIT_PUBLISH_URL"),
-            publish_schema=environ.get("BITBYBIT_PUBLISH_SCHEMA", "").strip()
-            or DEFAULT_PUBLISH_SCHEMA,
+            publish_schema=check_publish_schema(
+                environ.get("BITBYBIT_PUBLISH_SCHEMA", "").strip() or DEFAULT_PUBLISH_SCHEMA,
+                "BITBYBIT_PUBLISH_SCHEMA",
+            ),
         )
+
+
+def check_publish_schema(name: str, source: str) -> str:
+    """The schema name, if PostgreSQL can hold it and the one it is built beside in."""
+    if not 1 <= len(name.encode()) <= PUBLISH_SCHEMA_MAX_BYTES:
+        raise SettingsError(
+            f"{source} must be a schema name of 1 to {PUBLISH_SCHEMA_MAX_BYTES} bytes, "
+            f"not one of {len(name.encode())}"
+        )
+    return name
 
 
 def parse_duration(text: str, name: str) -> int | None:

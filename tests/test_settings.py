@@ -75,6 +75,12 @@ class TestPublishURL:
         )
         assert (both.publish_url, both.publish_schema) == ("postgresql://other/db", "shop")
 
+    def test_a_schema_postgresql_cannot_name_is_refused(self) -> None:
+        """53 bytes at most: the publisher builds beside in `<schema>__building`."""
+        assert Settings.from_env({"BITBYBIT_PUBLISH_SCHEMA": "s" * 53}).publish_schema == "s" * 53
+        with pytest.raises(SettingsError, match=r"BITBYBIT_PUBLISH_SCHEMA must be .* 1 to 53"):
+            Settings.from_env({"BITBYBIT_PUBLISH_SCHEMA": "s" * 54})
+
     def test_a_file_others_can_read_is_refused(self, tmp_path: Path) -> None:
         """As for the signing secret: the error names the variable, never the URL."""
         path = tmp_path / "publish-url"

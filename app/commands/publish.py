@@ -8,7 +8,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from app.commands.common import add_command, settings_for
-from app.settings import DEFAULT_PUBLISH_SCHEMA
+from app.settings import DEFAULT_PUBLISH_SCHEMA, check_publish_schema
 
 if TYPE_CHECKING:
     import argparse
@@ -56,7 +56,10 @@ def register(commands: Commands) -> None:
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Publish; 0 once caught up (--once) or stopped by Ctrl-C or SIGTERM."""
+    if args.to:  # the flag wins: a URL file the environment names is not even read
+        environ = {k: v for k, v in environ.items() if not k.startswith("BITBYBIT_PUBLISH_URL")}
     settings = settings_for(args, environ)
+    schema = check_publish_schema(args.schema, "--schema") if args.schema else None
     url = args.to or settings.publish_url
     if not url:
         print(
@@ -66,6 +69,13 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         )
         return 2
     settings.require_event_log()
+    if args.once and not settings.projections_path.exists():
+        print(
+            f"error: there are no projection tables to publish yet ({settings.projections_path}"
+            " is missing): start serve, or run rebuild, first",
+            file=sys.stderr,
+        )
+        return 1
     try:
         from app.publish import runner  # noqa: PLC0415 - psycopg is an optional extra
     except ImportError:
@@ -82,7 +92,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        runner.run(settings, url, args.schema or settings.publish_schema, once=args.once, stop=stop)
+        runner.run(settings, url, schema or settings.publish_schema, once=args.once, stop=stop)
     except PublishURLError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ from app.http.keys import INGEST, METRICS, PROJECTOR, SETTINGS
 from app.metrics import Metrics
 from app.ops.forget import sweeping
 from app.projection.supervisor import ProjectorSupervisor
+from app.publish.state import unavailable
 from app.publish.supervisor import PublishCollector, publishing
 from app.sync.runner import SyncCollector, SyncScheduler
 from app.webhooks.delivery import Ingest
@@ -111,18 +112,33 @@ async def _forget_sweep_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+def _why_not_publishing(settings: Settings) -> str | None:
+    """Why the publisher child could not start, in one sentence; None if it can."""
+    if importlib.util.find_spec("psycopg") is None:
+        return (
+            "BITBYBIT_PUBLISH_URL is set but the postgres extra is not installed: "
+            "pip install 'bitbybit-mirror[postgres]'"
+        )
+    from app.publish.url import PublishURLError, describe_target  # noqa: PLC0415 - psycopg
+
+    try:
+        describe_target(settings.publish_url)
+    except PublishURLError as exc:
+        return f"BITBYBIT_PUBLISH_URL: {exc}; fix it and restart serve"
+    return None
+
+
 async def _publish_ctx(app: web.Application) -> AsyncIterator[None]:
     """BITBYBIT_PUBLISH_URL: the projection tables kept in PostgreSQL, continuously."""
     settings = app[SETTINGS]
     if not settings.publish_url:
         yield
         return
-    if importlib.util.find_spec("psycopg") is None:
-        log.error(
-            "publish_unavailable",
-            detail="BITBYBIT_PUBLISH_URL is set but the postgres extra is not installed: "
-            "pip install 'bitbybit-mirror[postgres]'",
-        )
+    problem = _why_not_publishing(settings)
+    if problem:
+        # Deliveries go on; the sentence is logged once and shown by `status`.
+        log.error("publish_unavailable", detail=problem)
+        unavailable(settings.data_dir, problem)
         yield
         return
     async with publishing(settings):

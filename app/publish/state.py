@@ -7,10 +7,13 @@ module needs neither psycopg, an optional extra, nor a connection.
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from typing import TYPE_CHECKING
 
 import msgspec
 
+from app.instants import format_instant
 from app.projection.feed import lines_after
 from app.sqlite import connect_read_only
 
@@ -53,6 +56,13 @@ def write_status(data_dir: Path, status: PublishStatus) -> None:
     temporary.replace(path)
 
 
+def unavailable(data_dir: Path, why: str) -> None:
+    """Record that publishing cannot start, and why, for `status` and `/metrics`."""
+    status = read_status(data_dir)
+    status.error, status.error_at = why, format_instant(time.time())
+    write_status(data_dir, status)
+
+
 def report(settings: Settings) -> dict[str, object]:
     """`status --json`'s `publish`: the cursor, how many feed notes lie after it, the error.
 
@@ -61,9 +71,12 @@ def report(settings: Settings) -> dict[str, object]:
     recorded = read_status(settings.data_dir)
     lag: int | None = None
     if recorded.cursor is not None and settings.projections_path.exists():
-        conn = connect_read_only(settings.projections_path)
         try:
-            lag = lines_after(conn, recorded.cursor, None)
-        finally:
-            conn.close()
+            conn = connect_read_only(settings.projections_path)
+            try:
+                lag = lines_after(conn, recorded.cursor, None)
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError:
+            pass  # damaged: `status` says so of projections.db itself; the lag is unknown
     return {"cursor": recorded.cursor, "lag": lag, "error": recorded.error}

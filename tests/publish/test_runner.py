@@ -138,6 +138,58 @@ def test_publish_once_after_a_forget_rewrites_the_tables_it_reached(
     assert _rows(postgres_url, files) == rewritten
 
 
+def test_operator_mistakes_are_one_sentence(tmp_path: Path, postgres_url: str) -> None:
+    """A schema too long, nothing projected yet, a bad URL file beside --to, a bad URL."""
+    data_dir = tmp_path / "data"
+    populate_people(data_dir)
+    to = ("publish", "--once", "--to", postgres_url, "--data-dir", str(data_dir))
+    too_long = _app(*to, "--schema", "s" * 60, env=app_env())
+    assert too_long.returncode == 2
+    assert too_long.stderr.startswith("error: --schema must be a schema name of 1 to 53 bytes")
+    unreadable = tmp_path / "url"
+    unreadable.write_text(postgres_url, encoding="utf-8")
+    unreadable.chmod(0o644)
+    flag_wins = _app(
+        *to, "--schema", "flag", env={**app_env(), "BITBYBIT_PUBLISH_URL_FILE": str(unreadable)}
+    )
+    assert flag_wins.returncode == 0, flag_wins.stderr
+    for suffix in ("", "-wal", "-shm"):
+        (data_dir / f"projections.db{suffix}").unlink(missing_ok=True)
+    nothing = _app(*to, env=app_env())
+    assert nothing.returncode == 1
+    assert "projections.db is missing): start serve, or run rebuild, first" in nothing.stderr
+    bad_url = "postgres:/mirror:s3cret-pw@host/db"
+    server = ServeProcess(data_dir, {"BITBYBIT_PUBLISH_URL": bad_url})
+    try:
+        wait_until(lambda: _publish_status(data_dir)[1] is not None, "the error in status")
+        assert "BITBYBIT_PUBLISH_URL" in (_publish_status(data_dir)[1] or "")
+        assert server.healthy()
+    finally:
+        server.stop()
+    log = server.log_path.read_bytes()
+    assert b"s3cret-pw" not in log
+    assert b"Traceback" not in log
+    for output in (too_long, nothing):
+        assert "Traceback" not in output.stderr
+
+
+def test_status_reports_a_damaged_projections_db_beside_publish_json(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """A cursor in publish.json and a damaged projections.db: the lag is unknown, no failure."""
+    data_dir = tmp_path / "data"
+    populate_people(data_dir)
+    env = {**app_env(), "BITBYBIT_PUBLISH_URL": postgres_url}
+    publish = ("publish", "--once", "--schema", "damaged", "--data-dir", str(data_dir))
+    assert _app(*publish, env=env).returncode == 0
+    (data_dir / "projections.db").write_bytes(b"not a database at all" * 1000)
+    status = _app("status", "--json", "--data-dir", str(data_dir), env=app_env())
+    assert status.returncode == 0, status.stderr
+    published = json.loads(status.stdout)["publish"]
+    assert published["cursor"] is not None
+    assert published["lag"] is None
+
+
 def test_publish_once_catches_up_and_says_when_it_cannot(tmp_path: Path, postgres_url: str) -> None:
     """`publish --once` applies the feed and exits 0; an unreachable server is exit 1."""
     data_dir = tmp_path / "data"
