@@ -15,6 +15,7 @@ out of the product's reach.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import sys
@@ -27,7 +28,7 @@ import structlog
 from app.eventlog import erasure
 from app.logging_setup import configure_logging
 from app.projection.feed import Feed
-from app.publish.follow import Target, follow
+from app.publish.follow import Target, backoff_delays, follow
 from app.publish.lines import Batch, line_from
 from app.publish.postgres import Views
 from app.settings import Settings
@@ -41,6 +42,8 @@ log = structlog.get_logger("app.publish.runner")
 
 # Lines per PostgreSQL transaction: a rebuild's bulk load stays fast and small in memory.
 BATCH_LINES = 5000
+# Failures in a row `publish --once` retries before it gives up.
+ONCE_RETRIES = 3
 # How often a follower looks for new lines at the head of the feed.
 POLL_SECONDS = 0.2
 # The projections whose published tables a forget rewrites (customers, orders, messages).
@@ -63,15 +66,18 @@ def run(settings: Settings, url: str, schema: str, *, once: bool, stop: threadin
     log.info("publish_started", target=where.describe(), once=once)
     feed = _feed(settings, where, follow_on=not once, stop=stop)
     if once:
-        # Catching up once (a cron job) gives up at the first failure, recorded for
-        # `status`, rather than retrying for ever.
-        cursor = follow(where, feed, settings.data_dir, stop=stop, delays=lambda: _give_up(stop))
+        # Catching up once (a cron job) retries a few times (a restart, a swap waiting on
+        # a long query), then gives up, the error recorded for `status`, rather than
+        # retrying for ever.
+        cursor = follow(where, feed, settings.data_dir, stop=stop, delays=lambda: _tries(stop))
     else:
         cursor = follow(where, feed, settings.data_dir, stop=stop)
     log.info("publish_stopped", target=where.describe(), cursor=cursor)
 
 
-def _give_up(stop: threading.Event) -> Iterator[float]:
+def _tries(stop: threading.Event) -> Iterator[float]:
+    """The backoff's first waits (at most 3.5 s in all), then stop: failures in a row given up."""
+    yield from itertools.islice(backoff_delays(), ONCE_RETRIES)
     stop.set()
     yield 0.0
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from app.publish.runner import ONCE_RETRIES
 from tests._helpers import (
     ALICE,
     FORGOTTEN,
@@ -210,6 +211,7 @@ def test_publish_once_catches_up_and_says_when_it_cannot(tmp_path: Path, postgre
         "publish", "--once", "--to", unreachable, "--data-dir", str(data_dir), env=app_env()
     )
     assert failed.returncode == 1
+    assert (failed.stderr + failed.stdout).count('"publish_failed"') == ONCE_RETRIES + 1
     assert "Traceback" not in failed.stderr
     assert "s3cret-pw" not in failed.stderr + failed.stdout
 
