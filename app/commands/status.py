@@ -63,7 +63,7 @@ def _print(report: dict[str, object], *, as_json: bool) -> None:
     print(f"last sync: {synced['finished_at'] or 'never'}{outcome}")
     published: dict[str, Any] = report["publish"]  # type: ignore[assignment]
     if published["cursor"] is not None or published["error"] is not None:
-        behind = "" if published["lag"] is None else f", {published['lag']} feed notes behind"
+        behind = "" if published["lag"] is None else f", {published['lag']} feed lines behind"
         error = f"; last error: {published['error']}" if published["error"] else ""
         print(f"publish: at cursor {published['cursor'] or '-'}{behind}{error}")
     print(

@@ -199,16 +199,6 @@ def head(conn: sqlite3.Connection) -> str | None:
     return None if row[0] is None else cursor(int(row[0]))
 
 
-def lines_after(conn: sqlite3.Connection, after: str | None, projection: str | None) -> int:
-    """How many notes lie after `after` (a lower bound of the lines to come)."""
-    seq = 0 if after is None else parse_cursor(after)[0]
-    row = conn.execute(
-        "SELECT COUNT(*) FROM _changes WHERE seq > ? AND (?2 IS NULL OR projection = ?2)",
-        (seq, projection),
-    ).fetchone()
-    return int(row[0])
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Shape:
     """What the feed reads of one table: its name, key columns and column names."""
@@ -276,6 +266,34 @@ class Feed:
         finally:
             if begun:
                 conn.execute("COMMIT")
+
+    def count_after(self, after: str | None) -> int:
+        """How many lines `lines` would give after `after`, counted in SQL, none read.
+
+        Each note is its entity's line, one per child position (the larger of its
+        recorded size and the rows there now) and one per history row, as `_expand`
+        makes them; a cursor inside a note leaves that note's later lines to count.
+        """
+        seq, done = (0, 0) if after is None else parse_cursor(after)
+        count = "SELECT COUNT(*) FROM _changes WHERE seq > ? AND tbl = ?"
+        total = int(self._conn.execute(count, (seq, RESET_TABLE)).fetchone()[0])
+        for table, (_entity, children) in self._entities.items():
+            lines = self._lines_sql(children)
+            query = f"SELECT COALESCE(SUM({lines}), 0) FROM _changes AS n WHERE n.tbl = ? AND "
+            total += int(self._conn.execute(query + "n.seq > ?", (table, seq)).fetchone()[0])
+            if after is not None:
+                (inside,) = self._conn.execute(query + "n.seq = ?", (table, seq)).fetchone()
+                total += max(0, int(inside or 0) - 1 - done)
+        return total
+
+    @staticmethod
+    def _lines_sql(children: list[tuple[_Shape, str]]) -> str:
+        """The number of lines of a note `n` of an entity with these children, in SQL."""
+        terms = ["1"]
+        for shape, parent in children:
+            rows = f"(SELECT COUNT(*) FROM {shape.name} AS c WHERE c.{parent} = n.key)"
+            terms.append(rows if shape.key[1:] != ("position",) else f"max(n.size, {rows})")
+        return " + ".join(terms)
 
     def _notes(self, seq: int, projections: Collection[str]) -> Iterator[tuple[Any, ...]]:
         """The notes from `seq` on (itself included: it may be resumed mid-entity)."""

@@ -1,6 +1,6 @@
 """`publish.json`: where the publisher stands, readable without PostgreSQL or its driver.
 
-`status` and `/metrics` read it (with how many feed notes lie after its cursor), so this
+`status` and `/metrics` read it (with how many feed lines lie after its cursor), so this
 module needs neither psycopg, an optional extra, nor a connection.
 """
 
@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from app.instants import format_instant
-from app.projection.feed import lines_after
+from app.projection.feed import Feed
 from app.sqlite import connect_read_only
+from projections import discover
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -64,7 +65,7 @@ def unavailable(data_dir: Path, why: str) -> None:
 
 
 def report(settings: Settings) -> dict[str, object]:
-    """`status --json`'s `publish`: the cursor, how many feed notes lie after it, the error.
+    """`status --json`'s `publish`: the cursor, how many feed lines lie after it, the error.
 
     All null when nothing was ever published from this data directory.
     """
@@ -74,7 +75,7 @@ def report(settings: Settings) -> dict[str, object]:
         try:
             conn = connect_read_only(settings.projections_path)
             try:
-                lag = lines_after(conn, recorded.cursor, None)
+                lag = Feed(conn, discover()).count_after(recorded.cursor)
             finally:
                 conn.close()
         except sqlite3.DatabaseError:

@@ -70,7 +70,7 @@ class PublishCollector(Collector):
         """One reading of `publish.json` (and of the feed after its cursor) per scrape."""
         lag = GaugeMetricFamily(
             "bitbybit_publish_lag",
-            "Change feed notes the PostgreSQL publisher has not applied yet; absent if it "
+            "Change feed lines the PostgreSQL publisher has not applied yet; absent if it "
             "never published.",
         )
         reported = report(self._settings)

@@ -125,8 +125,15 @@ def test_a_consumer_of_the_feed_holds_the_tables(
                     forget(config, projections.discover(), "c1", reason="test")
             harness.append(arriving[len(steps) * size :])
             harness.project()
+            feed = Feed(harness.conn, projections.discover())
+            ahead = feed.lines(consumer.cursor, 1_000_000)
+            assert feed.count_after(consumer.cursor) == len(ahead)
             consumer.read(harness.conn)
             assert consumer.held() == projected(harness.conn)
+            every = feed.lines(None, 1_000_000)
+            assert feed.count_after(None) == len(every)
+            for n in data.draw(st.lists(st.integers(0, len(every) - 1), max_size=6), "cursors"):
+                assert feed.count_after(every[n]["cursor"]) == len(every) - n - 1
         finally:
             harness.close()
 
