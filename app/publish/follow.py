@@ -8,7 +8,6 @@ lag is the number of feed lines after that cursor).
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import random
 import threading
 from typing import TYPE_CHECKING
@@ -17,7 +16,7 @@ import psycopg
 import structlog
 
 from app.publish.postgres import DEFAULT_SCHEMA, Publisher, Views
-from app.publish.state import read_status, write_status
+from app.publish.state import now, read_status, write_status
 from app.publish.url import describe_error, describe_target
 
 if TYPE_CHECKING:
@@ -29,10 +28,6 @@ if TYPE_CHECKING:
 
 
 log = structlog.get_logger("app.publish.follow")
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def backoff_delays(first: float = 0.5, cap: float = 30.0) -> Iterator[float]:
@@ -92,7 +87,7 @@ def follow(
                     if status.error:
                         log.info("publish_resumed", target=described, cursor=cursor)
                     if status.error or status.cursor != cursor:
-                        status.cursor, status.committed_at = cursor, _now()
+                        status.cursor, status.committed_at = cursor, now()
                         status.error = status.error_at = None
                         write_status(data_dir, status)
                     waits = delays()
@@ -100,7 +95,7 @@ def follow(
                         break
         except psycopg.Error as error:
             message = describe_error(error, target.url)
-            status.error, status.error_at = message, _now()
+            status.error, status.error_at = message, now()
             status.errors += 1
             write_status(data_dir, status)
             wait = next(waits)

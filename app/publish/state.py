@@ -57,10 +57,15 @@ def write_status(data_dir: Path, status: PublishStatus) -> None:
     temporary.replace(path)
 
 
+def now() -> str:
+    """The instant `publish.json`'s times are written in: ISO 8601 UTC, milliseconds."""
+    return format_instant(time.time())
+
+
 def unavailable(data_dir: Path, why: str) -> None:
     """Record that publishing cannot start, and why, for `status` and `/metrics`."""
     status = read_status(data_dir)
-    status.error, status.error_at = why, format_instant(time.time())
+    status.error, status.error_at = why, now()
     write_status(data_dir, status)
 
 
